@@ -1,0 +1,18 @@
+//! Schema migrations for Centralino, run on SQLite and PostgreSQL alike.
+//!
+//! Migrations are append-only once landed: fix a mistake with a new migration,
+//! never by editing one that has shipped.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_orders;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_orders::Migration)]
+    }
+}

@@ -1,0 +1,221 @@
+//! Start-up and shutdown: connect and migrate the store, load keys, bind both
+//! listeners (port 0 allowed, for tests), then serve until told to stop.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::{
+    auth::{ApiKeys, KeyConfigError, keys::Bootstrap, keys::KeySources},
+    config::Config,
+    grpc,
+    services::OrdersService,
+    store::{Store, StoreError},
+    webhook,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Database(#[source] StoreError),
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[source] StoreError),
+    #[error("API keys: {0}")]
+    Keys(#[from] KeyConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// A started-but-not-yet-serving Centralino.
+pub struct Application {
+    config: Config,
+    store: Store,
+    keys: Arc<ApiKeys>,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    created_admin_key: Option<PathBuf>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let store = Store::connect(
+            &config.database.database_url,
+            config.database.db_max_connections,
+        )
+        .await
+        .map_err(StartError::Database)?;
+        let applied = store.migrate().await.map_err(StartError::Migrate)?;
+        info!(
+            database = store.backend_name(),
+            migrations_applied = applied,
+            "database ready"
+        );
+
+        let (keys, bootstrap) = ApiKeys::load(&KeySources {
+            inline: config.api_keys.as_ref().map(|s| s.expose().to_owned()),
+            file: config.api_keys_file.clone(),
+            admin_key_file: Some(config.admin_key_file.clone()),
+        })?;
+        let created_admin_key = match bootstrap {
+            Bootstrap::CreatedAdminKey(path) => {
+                let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+                warn!(
+                    path = %shown.display(),
+                    "no API key was configured: created an admin key in this file (mode 0600); \
+                     send it as \"authorization: Bearer <key>\" and configure real keys for production"
+                );
+                Some(path)
+            }
+            Bootstrap::Configured => None,
+        };
+        info!(keys = keys.len(), "API keys loaded");
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })
+        };
+        let grpc_listener = bind(config.grpc_addr).await?;
+        let http_listener = bind(config.http_addr).await?;
+        Ok(Self {
+            config,
+            store,
+            keys: Arc::new(keys),
+            grpc_listener,
+            http_listener,
+            created_admin_key,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener
+            .local_addr()
+            .unwrap_or(self.config.grpc_addr)
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener
+            .local_addr()
+            .unwrap_or(self.config.http_addr)
+    }
+
+    /// The admin key file this start created, if it created one.
+    pub fn created_admin_key(&self) -> Option<&PathBuf> {
+        self.created_admin_key.as_ref()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests
+    /// for at most the configured grace period.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let Self {
+            config,
+            store,
+            keys,
+            grpc_listener,
+            http_listener,
+            created_admin_key: _,
+        } = self;
+        let grpc_addr = grpc_listener.local_addr().ok();
+        let http_addr = http_listener.local_addr().ok();
+        let orders = OrdersService::new(store.clone());
+        let (routes, health) = grpc::routes(orders, keys)
+            .await
+            .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
+
+        let grpc_stop = shutdown.clone();
+        let grpc_health = health.clone();
+        let grpc_task = tokio::spawn(grpc::serve(routes, grpc_listener, async move {
+            grpc_stop.cancelled().await;
+            // Tell load balancers first, then stop accepting.
+            grpc_health
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            grpc_health
+                .set_service_status(
+                    grpc::ORDERS_SERVICE,
+                    tonic_health::ServingStatus::NotServing,
+                )
+                .await;
+        }));
+        let http_stop = shutdown.clone();
+        let http_task = tokio::spawn(async move {
+            axum::serve(http_listener, webhook::router(store.clone()))
+                .with_graceful_shutdown(async move { http_stop.cancelled().await })
+                .await
+        });
+        info!(
+            grpc = ?grpc_addr,
+            http = ?http_addr,
+            "centralino serving"
+        );
+
+        shutdown.cancelled().await;
+        info!("shutting down: draining in-flight requests");
+        let grace = Duration::from_secs(config.shutdown_grace_secs);
+        let drained = tokio::time::timeout(grace, async {
+            let grpc = grpc_task.await;
+            let http = http_task.await;
+            (grpc, http)
+        })
+        .await;
+        match drained {
+            Ok((grpc, http)) => {
+                match grpc {
+                    Ok(result) => result?,
+                    Err(join) => error!(error = %join, "gRPC server task failed"),
+                }
+                match http {
+                    Ok(result) => result.map_err(RunError::Http)?,
+                    Err(join) => error!(error = %join, "HTTP server task failed"),
+                }
+                info!("stopped");
+            }
+            Err(_) => warn!(
+                grace_secs = config.shutdown_grace_secs,
+                "grace period over: stopping with requests still in flight"
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(err) => {
+                    error!(error = %err, "cannot listen for SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => info!("SIGINT received"),
+            () = terminate => info!("SIGTERM received"),
+        }
+        token.cancel();
+    });
+}

@@ -1,0 +1,145 @@
+//! E.164 phone numbers, parsed once with libphonenumber's metadata.
+
+use std::{fmt, str::FromStr};
+
+use phonenumber::{Mode, country};
+
+/// A valid phone number, held in E.164 form (`+390212345678`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PhoneNumber(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("is empty")]
+    Empty,
+    #[error("must not carry a \"whatsapp:\" prefix; give the bare number in E.164 form")]
+    WhatsappPrefix,
+    #[error("is not a phone number; expected E.164 form such as +390212345678")]
+    Unparsable,
+    #[error("is not a valid number for its country; expected E.164 form such as +390212345678")]
+    Invalid,
+}
+
+impl PhoneNumber {
+    /// Parses E.164 (`+39 02 1234 5678`) or Italian national form (`02 1234 5678`).
+    /// Italian fixed lines keep their leading 0 after the country code.
+    pub fn parse(input: &str) -> Result<Self, PhoneError> {
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Err(PhoneError::Empty);
+        }
+        // libphonenumber strips this prefix silently; we want callers to know.
+        if trimmed.to_ascii_lowercase().starts_with("whatsapp:") {
+            return Err(PhoneError::WhatsappPrefix);
+        }
+        if !trimmed
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '.' | '(' | ')'))
+        {
+            return Err(PhoneError::Unparsable);
+        }
+        let parsed = phonenumber::parse(Some(country::Id::IT), trimmed)
+            .map_err(|_| PhoneError::Unparsable)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneError::Invalid);
+        }
+        Ok(Self(parsed.format().mode(Mode::E164).to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The number for logs: country code and a few digits, the middle hidden
+    /// (`+39333***4567`). Callers' numbers are personal data.
+    pub fn masked(&self) -> String {
+        mask(&self.0)
+    }
+}
+
+/// Masks any phone-like string for logs, valid or not.
+pub fn mask(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 8 {
+        return "***".to_owned();
+    }
+    let head: String = chars[..6].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}***{tail}")
+}
+
+impl FromStr for PhoneNumber {
+    type Err = PhoneError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// Debug is masked too, so a stray `{:?}` of a struct never leaks a number.
+impl fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+impl AsRef<str> for PhoneNumber {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn italian_fixed_lines_keep_their_leading_zero() {
+        assert_eq!(
+            PhoneNumber::parse("+39 02 1234 5678").unwrap().as_str(),
+            "+390212345678"
+        );
+        assert_eq!(
+            PhoneNumber::parse("02 1234 5678").unwrap().as_str(),
+            "+390212345678"
+        );
+    }
+
+    #[test]
+    fn mobiles_parse_in_e164_and_national_form() {
+        assert_eq!(
+            PhoneNumber::parse("+39 339 419 7445").unwrap().as_str(),
+            "+393394197445"
+        );
+        assert_eq!(
+            PhoneNumber::parse("3394197445").unwrap().as_str(),
+            "+393394197445"
+        );
+    }
+
+    #[test]
+    fn garbage_prefixes_and_short_numbers_are_rejected() {
+        assert_eq!(PhoneNumber::parse(""), Err(PhoneError::Empty));
+        assert_eq!(
+            PhoneNumber::parse("whatsapp:+393394197445"),
+            Err(PhoneError::WhatsappPrefix)
+        );
+        assert_eq!(
+            PhoneNumber::parse("not a number"),
+            Err(PhoneError::Unparsable)
+        );
+        assert!(PhoneNumber::parse("+39 12").is_err());
+    }
+
+    #[test]
+    fn masked_numbers_hide_the_middle() {
+        let n = PhoneNumber::parse("+393331234567").unwrap();
+        assert_eq!(n.masked(), "+39333***4567");
+        assert_eq!(format!("{n:?}"), "PhoneNumber(+39333***4567)");
+    }
+}

@@ -1,0 +1,89 @@
+//! gRPC transport: the services, reflection (v1 and v1alpha, for grpcurl 1.8),
+//! health, authentication and one span per RPC.
+
+pub mod auth;
+pub mod convert;
+pub mod orders;
+pub mod status;
+
+use std::{sync::Arc, time::Duration};
+
+use centralino_api::v1::orders_service_server::OrdersServiceServer;
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
+use tonic_health::server::HealthReporter;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::{auth::ApiKeys, services::OrdersService, telemetry};
+
+/// gRPC service names, as health and reflection know them.
+pub const ORDERS_SERVICE: &str = "centralino.v1.OrdersService";
+
+/// Builds every gRPC service; returns the router and the health reporter that
+/// start-up and shutdown flip.
+pub async fn routes(
+    orders: OrdersService,
+    keys: Arc<ApiKeys>,
+) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(ORDERS_SERVICE, tonic_health::ServingStatus::Serving)
+        .await;
+
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(centralino_api::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let authenticate = auth::Authenticate::new(keys);
+    let mut builder = Routes::builder();
+    builder
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(OrdersServiceServer::with_interceptor(
+            orders::OrdersApi::new(orders),
+            authenticate,
+        ));
+    Ok((builder.routes(), health))
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes, with one span
+/// and one outcome line per RPC.
+pub async fn serve(
+    routes: Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    let trace = TraceLayer::new_for_grpc()
+        .make_span_with(|request: &axum::http::Request<_>| telemetry::rpc_span(request))
+        .on_request(())
+        .on_response(on_response)
+        .on_body_chunk(())
+        .on_eos(on_eos)
+        .on_failure(());
+    Server::builder()
+        .layer(trace)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+fn on_response<B>(response: &axum::http::Response<B>, latency: Duration, _: &Span) {
+    // Errors are "trailers-only": their status is already in the headers.
+    if let Some(code) = telemetry::grpc_code(response.headers()) {
+        telemetry::log_rpc_end(code, latency);
+    }
+}
+
+fn on_eos(trailers: Option<&axum::http::HeaderMap>, duration: Duration, _: &Span) {
+    if let Some(code) = trailers.and_then(telemetry::grpc_code) {
+        telemetry::log_rpc_end(code, duration);
+    }
+}

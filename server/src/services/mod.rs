@@ -1,0 +1,9 @@
+//! Services: the use cases, in domain types only. Transport calls these; they
+//! call the store and (later) the providers.
+
+pub mod error;
+pub mod orders;
+pub mod paging;
+
+pub use error::ServiceError;
+pub use orders::OrdersService;

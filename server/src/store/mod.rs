@@ -1,0 +1,92 @@
+//! The store: SeaORM over SQLite (default, WAL) or PostgreSQL.
+//!
+//! Query helpers take `&impl ConnectionTrait` so that services can run several
+//! of them in one transaction.
+
+pub mod entities;
+pub mod orders;
+
+use std::time::Duration;
+
+use centralino_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// What can go wrong below the services.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] DbErr),
+    #[error("stored {table} row {id} is unreadable: {reason}")]
+    Corrupt {
+        table: &'static str,
+        id: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// Connection-level trouble that a retry may cure (the database restarting,
+    /// the pool exhausted), as opposed to a bug or bad data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Db(err) => matches!(err, DbErr::ConnectionAcquire(_) | DbErr::Conn(_)),
+            StoreError::Corrupt { .. } => false,
+        }
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    /// Connects; a SQLite file is created if missing and switched to WAL.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let mut options = ConnectOptions::new(url.to_owned());
+        options
+            .max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(10))
+            .acquire_timeout(Duration::from_secs(10))
+            // sqlx logs every statement at info otherwise; statements can
+            // carry personal data.
+            .sqlx_logging(false);
+        let db = Database::connect(options).await?;
+        if db.get_database_backend() == DbBackend::Sqlite && !url.contains(":memory:") {
+            // WAL lets readers run beside the writer; the mode is stored in the file.
+            db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        }
+        Ok(Self { db })
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self.db.get_database_backend() {
+            DbBackend::Sqlite => "sqlite",
+            DbBackend::Postgres => "postgresql",
+            DbBackend::MySql => "mysql",
+            _ => "other",
+        }
+    }
+
+    /// Applies pending migrations; returns how many ran.
+    pub async fn migrate(&self) -> Result<usize, StoreError> {
+        let pending = Migrator::get_pending_migrations(&self.db).await?.len();
+        Migrator::up(&self.db, None).await?;
+        Ok(pending)
+    }
+
+    /// A round trip to the database, for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(StoreError::from)
+    }
+
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub async fn close(self) -> Result<(), StoreError> {
+        self.db.close().await.map_err(StoreError::from)
+    }
+}

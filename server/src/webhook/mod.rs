@@ -1,0 +1,50 @@
+//! The HTTP listener: liveness and readiness now; the Vapi and Twilio webhook
+//! shims land here.
+
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use serde_json::json;
+use tracing::warn;
+
+use crate::store::Store;
+
+#[derive(Clone)]
+struct HttpState {
+    store: Store,
+}
+
+pub fn router(store: Store) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(HttpState { store })
+}
+
+/// The process is up.
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The process can serve: its database answers.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "database": state.store.backend_name() })),
+        ),
+        Err(err) => {
+            warn!(error = %err, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "reason": "database unreachable" })),
+            )
+        }
+    }
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not_found", "message": "no such endpoint" })),
+    )
+}
