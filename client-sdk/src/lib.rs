@@ -1,1 +1,285 @@
+//! Typed Rust client for the Centralino gRPC API.
+//!
+//! Every call carries the API key as `authorization: Bearer <key>` and a
+//! deadline; idempotent reads are retried with backoff when the server is
+//! `UNAVAILABLE`. The generated messages are re-exported as [`proto`], and RPC
+//! failures are plain [`tonic::Status`] values, so their `google.rpc` details
+//! (field violations, reasons) are there to read.
+//!
+//! ```no_run
+//! use centralino_sdk::{Client, proto};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("http://127.0.0.1:50051", "ck_my_admin_key").await?;
+//! let order = client
+//!     .orders()
+//!     .create_order(proto::Order {
+//!         display_name: "Tempocasa Milano Isola".into(),
+//!         brand: "Tempocasa".into(),
+//!         landline_number: "+390212345678".into(),
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! let same = client.orders().get_order(&order.id).await?;
+//! assert_eq!(same.display_name, "Tempocasa Milano Isola");
+//! # Ok(())
+//! # }
+//! ```
 
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tonic::{
+    Code, Request, Status,
+    metadata::{Ascii, MetadataValue},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::{Channel, Endpoint},
+};
+
+/// The generated `centralino.v1` types: messages, enums and raw clients.
+pub use centralino_api::v1 as proto;
+pub use tonic;
+
+use proto::orders_service_client::OrdersServiceClient;
+
+/// Default deadline of one call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time allowed to open the connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default number of retries of an idempotent read on UNAVAILABLE.
+pub const DEFAULT_READ_RETRIES: usize = 3;
+
+/// What can go wrong before any RPC is made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid endpoint {endpoint:?}: {source}")]
+    InvalidEndpoint {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        source: tonic::transport::Error,
+    },
+    #[error("the API key must be printable ASCII without spaces")]
+    InvalidApiKey,
+}
+
+/// Options of a [`Client`]; start from [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    endpoint: String,
+    api_key: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+    read_retries: usize,
+}
+
+impl ClientBuilder {
+    /// Deadline of every call (sent to the server as `grpc-timeout`).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Retries of idempotent reads on UNAVAILABLE; 0 disables them.
+    pub fn read_retries(mut self, retries: usize) -> Self {
+        self.read_retries = retries;
+        self
+    }
+
+    pub async fn connect(self) -> Result<Client, Error> {
+        if self.api_key.is_empty() || !self.api_key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::InvalidApiKey);
+        }
+        let bearer: MetadataValue<Ascii> = format!("Bearer {}", self.api_key)
+            .parse()
+            .map_err(|_| Error::InvalidApiKey)?;
+        let endpoint = Endpoint::from_shared(self.endpoint.clone())
+            .map_err(|source| Error::InvalidEndpoint {
+                endpoint: self.endpoint.clone(),
+                source,
+            })?
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(|source| Error::Connect {
+            endpoint: self.endpoint.clone(),
+            source,
+        })?;
+        Ok(Client {
+            channel,
+            auth: Auth {
+                bearer,
+                timeout: self.timeout,
+            },
+            read_retries: self.read_retries,
+        })
+    }
+}
+
+/// A connection to Centralino; cheap to clone, safe to share.
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    auth: Auth,
+    read_retries: usize,
+}
+
+impl Client {
+    /// Connects with default deadlines and retries.
+    pub async fn connect(
+        endpoint: impl Into<String>,
+        api_key: impl Into<String>,
+    ) -> Result<Self, Error> {
+        Self::builder(endpoint, api_key).connect().await
+    }
+
+    pub fn builder(endpoint: impl Into<String>, api_key: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            endpoint: endpoint.into(),
+            api_key: api_key.into(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            read_retries: DEFAULT_READ_RETRIES,
+        }
+    }
+
+    /// `centralino.v1.OrdersService`.
+    pub fn orders(&self) -> Orders {
+        Orders {
+            inner: OrdersServiceClient::with_interceptor(self.channel.clone(), self.auth.clone()),
+            read_retries: self.read_retries,
+        }
+    }
+}
+
+/// Adds the API key and the deadline to every call.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    bearer: MetadataValue<Ascii>,
+    timeout: Duration,
+}
+
+impl Interceptor for Auth {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.bearer.clone());
+        request.set_timeout(self.timeout);
+        Ok(request)
+    }
+}
+
+/// A channel that attaches the key and deadline: what [`Orders::raw`] uses.
+pub type Authed = InterceptedService<Channel, Auth>;
+
+/// Runs an idempotent call, retrying UNAVAILABLE with jittered backoff.
+async fn with_read_retries<T, F, Fut>(retries: usize, call: F) -> Result<T, Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(50))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(retries)
+        .with_jitter();
+    call.retry(backoff)
+        .sleep(tokio::time::sleep)
+        .when(|status: &Status| status.code() == Code::Unavailable)
+        .await
+}
+
+/// Typed calls of `centralino.v1.OrdersService`.
+#[derive(Debug, Clone)]
+pub struct Orders {
+    inner: OrdersServiceClient<Authed>,
+    read_retries: usize,
+}
+
+impl Orders {
+    /// Creates an order (admin).
+    pub async fn create_order(&self, order: proto::Order) -> Result<proto::Order, Status> {
+        let response = self
+            .inner
+            .clone()
+            .create_order(proto::CreateOrderRequest { order: Some(order) })
+            .await?;
+        required(response.into_inner().order)
+    }
+
+    /// Reads one order; retried on UNAVAILABLE.
+    pub async fn get_order(&self, id: &str) -> Result<proto::Order, Status> {
+        let request = proto::GetOrderRequest { id: id.to_owned() };
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.get_order(request).await }
+        })
+        .await?;
+        required(response.into_inner().order)
+    }
+
+    /// Reads one page of orders; retried on UNAVAILABLE.
+    pub async fn list_orders(
+        &self,
+        request: proto::ListOrdersRequest,
+    ) -> Result<proto::ListOrdersResponse, Status> {
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.list_orders(request).await }
+        })
+        .await?;
+        Ok(response.into_inner())
+    }
+
+    /// Updates the fields named by `paths` (admin). Set `order.etag` to update
+    /// only the version you read.
+    pub async fn update_order(
+        &self,
+        order: proto::Order,
+        paths: &[&str],
+    ) -> Result<proto::Order, Status> {
+        let response = self
+            .inner
+            .clone()
+            .update_order(proto::UpdateOrderRequest {
+                order: Some(order),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+                }),
+            })
+            .await?;
+        required(response.into_inner().order)
+    }
+
+    /// Cancels an order (admin). An empty `etag` skips the version check.
+    pub async fn delete_order(&self, id: &str, etag: &str) -> Result<proto::Order, Status> {
+        let response = self
+            .inner
+            .clone()
+            .delete_order(proto::DeleteOrderRequest {
+                id: id.to_owned(),
+                etag: etag.to_owned(),
+            })
+            .await?;
+        required(response.into_inner().order)
+    }
+
+    /// The raw generated client, with the key and deadline already attached.
+    pub fn raw(&self) -> OrdersServiceClient<Authed> {
+        self.inner.clone()
+    }
+}
+
+fn required(order: Option<proto::Order>) -> Result<proto::Order, Status> {
+    order.ok_or_else(|| Status::internal("the server answered without an order"))
+}

@@ -119,6 +119,8 @@ impl Config {
     {
         use clap::Parser;
         #[derive(clap::Parser)]
+        // A later flag overrides an earlier one, so callers can layer defaults.
+        #[command(args_override_self = true)]
         struct Wrapper {
             #[command(flatten)]
             config: Config,

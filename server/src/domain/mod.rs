@@ -11,3 +11,10 @@ pub use order::{
 };
 pub use phone::PhoneNumber;
 pub use validation::{FieldViolation, Violations};
+
+/// The current time at the precision every supported database stores
+/// (microseconds), so what an RPC returns equals what a later read returns.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

@@ -1,6 +1,5 @@
 //! Orders: create, read, list, update with optimistic concurrency, cancel.
 
-use chrono::Utc;
 use tracing::info;
 
 use super::{ServiceError, paging};
@@ -42,7 +41,7 @@ impl OrdersService {
     }
 
     pub async fn create(&self, new: NewOrder) -> Result<Order, ServiceError> {
-        let order = Order::create(OrderId::generate(), new, Utc::now());
+        let order = Order::create(OrderId::generate(), new, crate::domain::now());
         orders::insert(self.store.conn(), &order).await?;
         info!(order_id = %order.id, "order created");
         Ok(order)
@@ -111,7 +110,7 @@ impl OrdersService {
         }
         let mut next = current.clone();
         next.status = OrderStatus::Cancelled;
-        next.cancelled_at = Some(Utc::now());
+        next.cancelled_at = Some(crate::domain::now());
         let order = self.write(current, next).await?;
         info!(order_id = %order.id, "order cancelled");
         Ok(order)
@@ -120,7 +119,7 @@ impl OrdersService {
     /// Stores `next` only if nobody changed the row since `current` was read.
     async fn write(&self, current: Order, mut next: Order) -> Result<Order, ServiceError> {
         next.revision = current.revision + 1;
-        next.updated_at = Utc::now();
+        next.updated_at = crate::domain::now();
         if orders::update_if_revision(self.store.conn(), &next, current.revision).await? {
             Ok(next)
         } else {
