@@ -53,6 +53,9 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartError> {
+        tokio::task::spawn_blocking(crate::domain::phone::warm_up)
+            .await
+            .ok();
         let store = Store::connect(
             &config.database.database_url,
             config.database.db_max_connections,

@@ -53,6 +53,7 @@ pub fn rpc_span<B>(request: &Request<B>) -> Span {
         request_id = %request_id,
         role = Empty,
         key_id = Empty,
+        latency_ms = Empty,
     )
 }
 
@@ -87,13 +88,33 @@ pub fn level_for(code: Code) -> Level {
     }
 }
 
-/// One line per finished RPC, at the level its code deserves.
-pub fn log_rpc_end(code: Code, latency: Duration) {
-    let ms = latency.as_secs_f64() * 1000.0;
+/// One line per finished RPC, at the level its code deserves. The span holds
+/// the method, request id, caller and time to first response.
+pub fn log_rpc_end(headers: &HeaderMap) {
+    let Some(code) = grpc_code(headers) else {
+        return;
+    };
     let code_name = format!("{code:?}");
+    // Our messages name fields and ids, never personal values. gRPC
+    // percent-encodes them on the wire.
+    let message = headers
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .map(|m| {
+            percent_encoding::percent_decode_str(m)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
     match level_for(code) {
-        Level::ERROR => tracing::error!(code = %code_name, latency_ms = ms, "rpc finished"),
-        Level::WARN => tracing::warn!(code = %code_name, latency_ms = ms, "rpc finished"),
-        _ => tracing::info!(code = %code_name, latency_ms = ms, "rpc finished"),
+        Level::ERROR => tracing::error!(code = %code_name, %message, "rpc finished"),
+        Level::WARN => tracing::warn!(code = %code_name, %message, "rpc finished"),
+        _ if code == Code::Ok => tracing::info!(code = %code_name, "rpc finished"),
+        _ => tracing::info!(code = %code_name, %message, "rpc finished"),
     }
+}
+
+/// Records the time to the response headers on the RPC's span.
+pub fn record_latency(span: &Span, latency: Duration) {
+    span.record("latency_ms", latency.as_secs_f64() * 1000.0);
 }

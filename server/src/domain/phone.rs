@@ -57,6 +57,12 @@ impl PhoneNumber {
     }
 }
 
+/// Loads libphonenumber's metadata now (it is decoded on first use, which
+/// takes a noticeable time) so that the first request does not pay for it.
+pub fn warm_up() {
+    let _ = PhoneNumber::parse("+390212345678");
+}
+
 /// Masks any phone-like string for logs, valid or not.
 pub fn mask(number: &str) -> String {
     let chars: Vec<char> = number.chars().collect();
