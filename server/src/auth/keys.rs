@@ -258,6 +258,28 @@ mod tests {
     }
 
     #[test]
+    fn a_keys_file_takes_one_entry_per_line_with_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        fs::write(
+            &path,
+            "# shim\ningest=iiiiiiiiiiiiiiii1  # the webhook shim\n\nservice=ssssssssssssssss1\n",
+        )
+        .unwrap();
+        let sources = KeySources {
+            file: Some(path),
+            admin_key_file: Some(dir.path().join("admin.key")),
+            ..KeySources::default()
+        };
+        let (keys, bootstrap) = ApiKeys::load(&sources).unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys.lookup("iiiiiiiiiiiiiiii1").unwrap().role, Role::Ingest);
+        // Keys were configured, so no admin key is minted.
+        assert_eq!(bootstrap, Bootstrap::Configured);
+        assert!(!dir.path().join("admin.key").exists());
+    }
+
+    #[test]
     fn weak_unknown_and_duplicate_keys_are_refused() {
         for inline in [
             "admin=short",
