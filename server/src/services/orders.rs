@@ -42,6 +42,7 @@ impl OrdersService {
 
     pub async fn create(&self, new: NewOrder) -> Result<Order, ServiceError> {
         let order = Order::create(OrderId::generate(), new, crate::domain::now());
+        let _turn = self.store.write_turn().await;
         orders::insert(self.store.conn(), &order).await?;
         info!(order_id = %order.id, "order created");
         Ok(order)
@@ -120,6 +121,7 @@ impl OrdersService {
     async fn write(&self, current: Order, mut next: Order) -> Result<Order, ServiceError> {
         next.revision = current.revision + 1;
         next.updated_at = crate::domain::now();
+        let _turn = self.store.write_turn().await;
         if orders::update_if_revision(self.store.conn(), &next, current.revision).await? {
             Ok(next)
         } else {

@@ -163,7 +163,7 @@ fn from_model(model: order::Model) -> Result<Order, StoreError> {
         reason,
     };
     let phone = |field: &str, value: &str| {
-        PhoneNumber::parse(value).map_err(|err| corrupt(format!("{field} {err}")))
+        PhoneNumber::from_stored(value).map_err(|err| corrupt(format!("{field} {err}")))
     };
     let optional_phone = |field: &str, value: Option<&str>| {
         value
