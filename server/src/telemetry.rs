@@ -21,7 +21,8 @@ pub fn init(config: &LogConfig) {
                 fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(true),
+                    .with_current_span(true)
+                    .with_span_list(false),
             )
             .try_init(),
         // Colours only on a terminal: log files and collectors get plain text.
@@ -110,10 +111,10 @@ pub fn log_rpc_end(headers: &HeaderMap) {
         })
         .unwrap_or_default();
     match level_for(code) {
-        Level::ERROR => tracing::error!(code = %code_name, %message, "rpc finished"),
-        Level::WARN => tracing::warn!(code = %code_name, %message, "rpc finished"),
+        Level::ERROR => tracing::error!(code = %code_name, grpc_message = %message, "rpc finished"),
+        Level::WARN => tracing::warn!(code = %code_name, grpc_message = %message, "rpc finished"),
         _ if code == Code::Ok => tracing::info!(code = %code_name, "rpc finished"),
-        _ => tracing::info!(code = %code_name, %message, "rpc finished"),
+        _ => tracing::info!(code = %code_name, grpc_message = %message, "rpc finished"),
     }
 }
 
