@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod grpc;
+pub mod providers;
 pub mod services;
 pub mod store;
 pub mod telemetry;

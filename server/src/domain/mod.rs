@@ -1,6 +1,7 @@
 //! Domain types: values are parsed once at the edge and cannot hold bad states
 //! afterwards. Nothing here knows about proto, JSON or SeaORM.
 
+pub mod forwarding;
 pub mod order;
 pub mod phone;
 pub mod validation;

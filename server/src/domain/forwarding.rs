@@ -1,0 +1,1 @@
+//! Italian call-forwarding codes for an agency's landline.

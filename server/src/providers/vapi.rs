@@ -1,0 +1,1 @@
+//! Vapi REST client (phone numbers, assistants).
