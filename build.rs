@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         PathBuf::from("proto/centralino/v1/common.proto"),
         PathBuf::from("proto/centralino/v1/orders.proto"),
+        PathBuf::from("proto/centralino/v1/numbers.proto"),
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());

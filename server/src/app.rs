@@ -11,9 +11,17 @@ use crate::{
     auth::{ApiKeys, KeyConfigError, keys::Bootstrap, keys::KeySources},
     config::Config,
     grpc,
-    services::OrdersService,
+    providers::{
+        retry::RetryPolicy,
+        twilio::{TwilioAuth, TwilioClient, TwilioConfig},
+        vapi::{VapiClient, VapiConfig},
+    },
+    services::{
+        NumbersService, OrdersService,
+        numbers::{LinkSettings, TwilioImportAuth},
+    },
     store::{Store, StoreError},
-    webhook,
+    webhook, workers,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -135,8 +143,14 @@ impl Application {
         } = self;
         let grpc_addr = grpc_listener.local_addr().ok();
         let http_addr = http_listener.local_addr().ok();
-        let orders = OrdersService::new(store.clone());
-        let (routes, health) = grpc::routes(orders, keys)
+        let numbers = numbers_service(&config, store.clone());
+        let orders = OrdersService::new(store.clone(), numbers.clone());
+        let reconciler = tokio::spawn(workers::link_reconciler::run(
+            numbers.clone(),
+            Duration::from_millis(config.links.link_reconcile_interval_ms.max(10)),
+            shutdown.clone(),
+        ));
+        let (routes, health) = grpc::routes(orders, numbers, keys)
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
 
@@ -148,12 +162,11 @@ impl Application {
             grpc_health
                 .set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
-            grpc_health
-                .set_service_status(
-                    grpc::ORDERS_SERVICE,
-                    tonic_health::ServingStatus::NotServing,
-                )
-                .await;
+            for service in grpc::SERVICES {
+                grpc_health
+                    .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                    .await;
+            }
         }));
         let http_stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
@@ -173,6 +186,7 @@ impl Application {
         let drained = tokio::time::timeout(grace, async {
             let grpc = grpc_task.await;
             let http = http_task.await;
+            reconciler.await.ok();
             (grpc, http)
         })
         .await;
@@ -195,6 +209,87 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The provider clients and link settings from configuration. A provider
+/// without credentials is absent: what needs it waits, and says why.
+fn numbers_service(config: &Config, store: Store) -> NumbersService {
+    let p = &config.providers;
+    let retry = RetryPolicy {
+        max_retries: p.provider_retries,
+        min_delay: Duration::from_millis(p.provider_retry_min_ms),
+        max_delay: Duration::from_secs(5).max(Duration::from_millis(p.provider_retry_min_ms)),
+    };
+    let timeout = Duration::from_millis(p.provider_timeout_ms);
+    let vapi = p.vapi_api_key.as_ref().and_then(|key| {
+        VapiClient::new(VapiConfig {
+            base_url: p.vapi_base_url.clone(),
+            api_key: key.clone(),
+            timeout,
+            retry,
+        })
+        .map_err(|err| error!(error = %err, "Vapi client not built; links stay PENDING"))
+        .ok()
+    });
+    let twilio_auth = match (
+        &p.twilio_auth_token,
+        &p.twilio_api_key,
+        &p.twilio_api_secret,
+    ) {
+        (_, Some(sid), Some(secret)) => Some((
+            TwilioAuth::ApiKey {
+                sid: sid.clone(),
+                secret: secret.clone(),
+            },
+            TwilioImportAuth::ApiKey {
+                sid: sid.clone(),
+                secret: secret.clone(),
+            },
+        )),
+        (Some(token), _, _) => Some((
+            TwilioAuth::AuthToken(token.clone()),
+            TwilioImportAuth::AuthToken(token.clone()),
+        )),
+        (None, _, _) => None,
+    };
+    let twilio = match (&p.twilio_account_sid, &twilio_auth) {
+        (Some(account), Some((auth, _))) => TwilioClient::new(TwilioConfig {
+            base_url: p.twilio_base_url.clone(),
+            account_sid: account.clone(),
+            auth: auth.clone(),
+            timeout,
+            retry,
+        })
+        .map_err(|err| error!(error = %err.reason(), "Twilio client not built"))
+        .ok(),
+        (Some(_), None) | (None, _) => None,
+    };
+    if vapi.is_none() {
+        warn!("VAPI_API_KEY is not set: number links stay PENDING until it is");
+    }
+    if twilio.is_none() {
+        warn!(
+            "Twilio is not configured (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN or API key): numbers are not checked in Twilio"
+        );
+    }
+    let webhook_url = p
+        .public_url
+        .as_ref()
+        .map(|url| format!("{}/webhooks/vapi", url.trim_end_matches('/')));
+    NumbersService::new(
+        store,
+        vapi,
+        twilio,
+        LinkSettings {
+            webhook_url,
+            webhook_secret: p.vapi_webhook_secret.clone(),
+            webhook_credential_id: p.vapi_webhook_credential_id.clone(),
+            twilio_account_sid: p.twilio_account_sid.clone(),
+            twilio_import_auth: twilio_auth.map(|(_, import)| import),
+            retry_base: Duration::from_millis(config.links.link_retry_base_ms),
+            drift_check: Duration::from_millis(config.links.link_drift_check_ms),
+        },
+    )
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

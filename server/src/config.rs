@@ -75,9 +75,105 @@ pub struct Config {
     )]
     pub admin_key_file: PathBuf,
 
+    #[command(flatten)]
+    pub providers: ProvidersConfig,
+
+    #[command(flatten)]
+    pub links: LinkConfig,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+/// Vapi and Twilio: credentials, base URLs (tests point them at fakes),
+/// timeouts and retries. Without credentials the service keeps working and
+/// marks what waits for them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvidersConfig {
+    /// Base URL Vapi and Twilio call back (webhooks), e.g. https://centralino.example.it.
+    #[arg(long, env = "CENTRALINO_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Vapi private API key. Without it, number links stay PENDING.
+    #[arg(long, env = "VAPI_API_KEY", hide_env_values = true)]
+    pub vapi_api_key: Option<Secret>,
+
+    /// Vapi REST base URL.
+    #[arg(
+        long,
+        env = "CENTRALINO_VAPI_BASE_URL",
+        default_value = "https://api.vapi.ai"
+    )]
+    pub vapi_base_url: String,
+
+    /// Secret Vapi sends as `X-Vapi-Secret` on webhooks (written on linked numbers).
+    #[arg(long, env = "VAPI_WEBHOOK_SECRET", hide_env_values = true)]
+    pub vapi_webhook_secret: Option<Secret>,
+
+    /// A Vapi credential id to authenticate webhooks instead of the secret header.
+    #[arg(long, env = "VAPI_WEBHOOK_CREDENTIAL_ID")]
+    pub vapi_webhook_credential_id: Option<String>,
+
+    /// Twilio account SID (AC...).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+
+    /// Twilio auth token (or use an API key and secret).
+    #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+    pub twilio_auth_token: Option<Secret>,
+
+    /// Twilio API key SID (SK...), with TWILIO_API_SECRET.
+    #[arg(long, env = "TWILIO_API_KEY")]
+    pub twilio_api_key: Option<String>,
+
+    /// Twilio API key secret.
+    #[arg(long, env = "TWILIO_API_SECRET", hide_env_values = true)]
+    pub twilio_api_secret: Option<Secret>,
+
+    /// Twilio REST base URL.
+    #[arg(
+        long,
+        env = "CENTRALINO_TWILIO_BASE_URL",
+        default_value = "https://api.twilio.com"
+    )]
+    pub twilio_base_url: String,
+
+    /// Timeout of one request to Vapi or Twilio, in milliseconds.
+    #[arg(long, env = "CENTRALINO_PROVIDER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub provider_timeout_ms: u64,
+
+    /// Retries of a request that failed with 429, 5xx, a timeout or a connection error.
+    #[arg(long, env = "CENTRALINO_PROVIDER_RETRIES", default_value_t = 3)]
+    pub provider_retries: usize,
+
+    /// First retry delay in milliseconds (doubles, with jitter, up to 5 s).
+    #[arg(long, env = "CENTRALINO_PROVIDER_RETRY_MIN_MS", default_value_t = 200)]
+    pub provider_retry_min_ms: u64,
+}
+
+/// The link reconciler: retries PENDING/FAILED links and repairs drift.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LinkConfig {
+    /// How often the reconciler looks for due links, in milliseconds.
+    #[arg(
+        long,
+        env = "CENTRALINO_LINK_RECONCILE_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub link_reconcile_interval_ms: u64,
+
+    /// First delay before a FAILED link is retried, in milliseconds (doubles per failure, up to an hour).
+    #[arg(long, env = "CENTRALINO_LINK_RETRY_BASE_MS", default_value_t = 30_000)]
+    pub link_retry_base_ms: u64,
+
+    /// How often a LINKED number is checked in Vapi for drift, in milliseconds.
+    #[arg(
+        long,
+        env = "CENTRALINO_LINK_DRIFT_CHECK_MS",
+        default_value_t = 600_000
+    )]
+    pub link_drift_check_ms: u64,
 }
 
 /// Logging, shared by every subcommand.

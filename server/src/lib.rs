@@ -13,6 +13,7 @@ pub mod services;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
+pub mod workers;
 
 pub use app::Application;
 pub use config::Config;

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending migrations, then serve gRPC and HTTP until SIGINT/SIGTERM.
-    Serve(Config),
+    Serve(Box<Config>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseConfig),
 }
@@ -40,7 +40,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(&cli.log);
     let result = match cli.command {
-        Some(Command::Serve(config)) => serve(config).await,
+        Some(Command::Serve(config)) => serve(*config).await,
         None => serve(cli.serve).await,
         Some(Command::Migrate(database)) => migrate(database).await,
     };

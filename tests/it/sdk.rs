@@ -76,6 +76,12 @@ impl OrdersService for Flaky {
     ) -> Result<Response<proto::DeleteOrderResponse>, Status> {
         Err(Status::unimplemented("not used"))
     }
+    async fn get_setup_status(
+        &self,
+        _: Request<proto::GetSetupStatusRequest>,
+    ) -> Result<Response<proto::GetSetupStatusResponse>, Status> {
+        Err(Status::unimplemented("not used"))
+    }
 }
 
 async fn serve(fake: Flaky) -> (String, CancellationToken) {

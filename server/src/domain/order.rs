@@ -298,6 +298,7 @@ pub struct NewOrder {
     pub vapi_assistant_id: Option<AssistantId>,
     pub default_agent: Option<Agent>,
     pub zones: Vec<RoutingZone>,
+    pub whatsapp_sender_declared: bool,
 }
 
 /// A stored order.
@@ -318,6 +319,8 @@ pub struct Order {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// An admin says WhatsApp Business is enabled on the order's number.
+    pub whatsapp_sender_declared: bool,
 }
 
 impl Order {
@@ -331,6 +334,7 @@ impl Order {
             vapi_assistant_id,
             default_agent,
             zones,
+            whatsapp_sender_declared,
         } = new;
         Self {
             id,
@@ -347,6 +351,7 @@ impl Order {
             created_at: now,
             updated_at: now,
             cancelled_at: None,
+            whatsapp_sender_declared,
         }
     }
 
@@ -368,6 +373,7 @@ impl Order {
             default_agent,
             zones,
             status,
+            whatsapp_sender_declared,
         } = patch;
         if let Some(status) = status {
             if status == OrderStatus::Cancelled && self.status != OrderStatus::Cancelled {
@@ -410,6 +416,9 @@ impl Order {
         if let Some(v) = zones {
             self.zones = v;
         }
+        if let Some(v) = whatsapp_sender_declared {
+            self.whatsapp_sender_declared = v;
+        }
         Ok(())
     }
 }
@@ -442,6 +451,7 @@ pub struct OrderPatch {
     pub default_agent: Option<Option<Agent>>,
     pub zones: Option<Vec<RoutingZone>>,
     pub status: Option<OrderStatus>,
+    pub whatsapp_sender_declared: Option<bool>,
 }
 
 #[cfg(test)]

@@ -3,12 +3,16 @@
 
 pub mod auth;
 pub mod convert;
+pub mod numbers;
 pub mod orders;
 pub mod status;
 
 use std::{sync::Arc, time::Duration};
 
-use centralino_api::v1::orders_service_server::OrdersServiceServer;
+use centralino_api::v1::{
+    number_provisioning_service_server::NumberProvisioningServiceServer,
+    orders_service_server::OrdersServiceServer,
+};
 use tonic::{
     service::Routes,
     transport::{Server, server::TcpIncoming},
@@ -17,21 +21,30 @@ use tonic_health::server::HealthReporter;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
-use crate::{auth::ApiKeys, services::OrdersService, telemetry};
+use crate::{
+    auth::ApiKeys,
+    services::{NumbersService, OrdersService},
+    telemetry,
+};
 
 /// gRPC service names, as health and reflection know them.
 pub const ORDERS_SERVICE: &str = "centralino.v1.OrdersService";
+pub const NUMBERS_SERVICE: &str = "centralino.v1.NumberProvisioningService";
+pub const SERVICES: [&str; 2] = [ORDERS_SERVICE, NUMBERS_SERVICE];
 
 /// Builds every gRPC service; returns the router and the health reporter that
 /// start-up and shutdown flip.
 pub async fn routes(
     orders: OrdersService,
+    numbers: NumbersService,
     keys: Arc<ApiKeys>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(ORDERS_SERVICE, tonic_health::ServingStatus::Serving)
-        .await;
+    for service in SERVICES {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
 
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -50,7 +63,11 @@ pub async fn routes(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(OrdersServiceServer::with_interceptor(
-            orders::OrdersApi::new(orders),
+            orders::OrdersApi::new(orders, numbers.clone()),
+            authenticate.clone(),
+        ))
+        .add_service(NumberProvisioningServiceServer::with_interceptor(
+            numbers::NumbersApi::new(numbers),
             authenticate,
         ));
     Ok((builder.routes(), health))

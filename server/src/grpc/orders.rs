@@ -13,7 +13,11 @@ use crate::{
         PhoneNumber, Postcode, RoutingZone, Violations,
         order::{AssistantId, MAX_ZONE_ENTRIES, MAX_ZONES, parse_name, parse_optional_name},
     },
-    services::{OrdersService, ServiceError, orders::OrderQuery},
+    services::{
+        OrdersService, ServiceError,
+        numbers::{CheckResult, NumbersService},
+        orders::OrderQuery,
+    },
 };
 
 /// Field paths `UpdateOrder` accepts in its mask.
@@ -30,16 +34,18 @@ pub const UPDATABLE_PATHS: &[&str] = &[
     "default_agent",
     "zones",
     "status",
+    "whatsapp_sender_declared",
 ];
 
 #[derive(Debug, Clone)]
 pub struct OrdersApi {
     orders: OrdersService,
+    numbers: NumbersService,
 }
 
 impl OrdersApi {
-    pub fn new(orders: OrdersService) -> Self {
-        Self { orders }
+    pub fn new(orders: OrdersService, numbers: NumbersService) -> Self {
+        Self { orders, numbers }
     }
 }
 
@@ -126,9 +132,33 @@ impl OrdersRpc for OrdersApi {
         principal(&request)?.authorize(Access::AdminWrite)?;
         let pb::DeleteOrderRequest { id, etag } = request.into_inner();
         let id = parse_id(&id, "id")?;
-        let order = self.orders.cancel(id, Some(&etag)).await?;
+        let (order, released) = self.orders.cancel(id, Some(&etag)).await?;
+        let (released_number, deactivation_codes) = match released {
+            Some((number, codes)) => (
+                number.number.to_string(),
+                codes.iter().map(super::numbers::code_to_pb).collect(),
+            ),
+            None => (String::new(), Vec::new()),
+        };
         Ok(Response::new(pb::DeleteOrderResponse {
             order: Some(order_to_pb(&order)),
+            released_number,
+            deactivation_codes,
+        }))
+    }
+
+    async fn get_setup_status(
+        &self,
+        request: Request<pb::GetSetupStatusRequest>,
+    ) -> Result<Response<pb::GetSetupStatusResponse>, Status> {
+        let caller = principal(&request)?;
+        let id = parse_id(&request.get_ref().id, "id")?;
+        caller.authorize(Access::ReadOrder(id))?;
+        let items = self.numbers.setup_status(id).await?;
+        let complete = items.iter().all(|item| item.result == CheckResult::Pass);
+        Ok(Response::new(pb::GetSetupStatusResponse {
+            items: items.iter().map(super::numbers::check_to_pb).collect(),
+            complete,
         }))
     }
 }
@@ -342,6 +372,7 @@ fn parse_new_order(
         status: _,
         create_time: _,
         update_time: _,
+        whatsapp_sender_declared,
         etag: _,
         cancel_time: _,
     } = order;
@@ -381,6 +412,7 @@ fn parse_new_order(
             vapi_assistant_id,
             default_agent,
             zones,
+            whatsapp_sender_declared,
         }),
         _ => Err(v.into_vec()),
     }
@@ -463,6 +495,9 @@ fn parse_update(
                 );
             }
             "zones" => patch.zones = parse_zones(&mut v, "order.zones", order.zones.clone()),
+            "whatsapp_sender_declared" => {
+                patch.whatsapp_sender_declared = Some(order.whatsapp_sender_declared);
+            }
             "status" => match parse_status(order.status) {
                 Ok(Some(status)) => patch.status = Some(status),
                 Ok(None) => v.push("order.status", "must be set when the mask names it"),
@@ -533,6 +568,7 @@ pub fn order_to_pb(order: &Order) -> pb::Order {
         update_time: Some(timestamp(order.updated_at)),
         etag: order.etag(),
         cancel_time: order.cancelled_at.map(timestamp),
+        whatsapp_sender_declared: order.whatsapp_sender_declared,
     }
 }
 
@@ -552,7 +588,7 @@ fn status_to_pb(status: OrderStatus) -> pb::OrderStatus {
     }
 }
 
-fn carrier_to_pb(carrier: Carrier) -> pb::Carrier {
+pub fn carrier_to_pb(carrier: Carrier) -> pb::Carrier {
     match carrier {
         Carrier::Unspecified => pb::Carrier::Unspecified,
         Carrier::Tim => pb::Carrier::Tim,

@@ -37,6 +37,24 @@ impl From<ServiceError> for Status {
             ServiceError::Aborted { reason, message } => {
                 with_reason(Code::Aborted, message, reason)
             }
+            ServiceError::AlreadyExists {
+                reason,
+                message,
+                metadata,
+            } => Status::with_error_details(
+                Code::AlreadyExists,
+                message,
+                ErrorDetails::with_error_info(
+                    reason,
+                    ERROR_DOMAIN,
+                    metadata
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                ),
+            ),
+            ServiceError::Unavailable { reason, message } => {
+                with_reason(Code::Unavailable, message, reason)
+            }
             ServiceError::PermissionDenied { message } => {
                 with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED")
             }

@@ -22,6 +22,20 @@ pub enum ServiceError {
         reason: &'static str,
         message: String,
     },
+    /// The resource exists already (e.g. the number belongs to another order).
+    /// `metadata` goes into the ErrorInfo (e.g. the holder).
+    #[error("{message}")]
+    AlreadyExists {
+        reason: &'static str,
+        message: String,
+        metadata: std::collections::BTreeMap<String, String>,
+    },
+    /// An outside service did not answer as needed; retrying later may work.
+    #[error("{message}")]
+    Unavailable {
+        reason: &'static str,
+        message: String,
+    },
     /// The caller is known but may not do this.
     #[error("{message}")]
     PermissionDenied { message: String },

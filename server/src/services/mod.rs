@@ -2,8 +2,10 @@
 //! call the store and (later) the providers.
 
 pub mod error;
+pub mod numbers;
 pub mod orders;
 pub mod paging;
 
 pub use error::ServiceError;
+pub use numbers::NumbersService;
 pub use orders::OrdersService;

@@ -1,8 +1,13 @@
 //! Orders: create, read, list, update with optimistic concurrency, cancel.
 
-use tracing::info;
+use tracing::{info, warn};
 
-use super::{ServiceError, paging};
+use super::{NumbersService, ServiceError, paging};
+use crate::domain::{ManagedNumber, forwarding::ForwardingCode};
+
+/// A cancelled order, and the number it released with the codes that stop
+/// the agency's forwarding.
+pub type Cancelled = (Order, Option<(ManagedNumber, Vec<ForwardingCode>)>);
 use crate::{
     domain::{
         NewOrder, Order, OrderId, OrderPatch, OrderStatus,
@@ -33,11 +38,12 @@ pub struct OrderPage {
 #[derive(Clone, Debug)]
 pub struct OrdersService {
     store: Store,
+    numbers: NumbersService,
 }
 
 impl OrdersService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, numbers: NumbersService) -> Self {
+        Self { store, numbers }
     }
 
     pub async fn create(&self, new: NewOrder) -> Result<Order, ServiceError> {
@@ -98,23 +104,39 @@ impl OrdersService {
                 reason: "INVALID_STATUS_TRANSITION",
                 message: err.to_string(),
             })?;
-        self.write(current, next).await
+        let relink = next.vapi_assistant_id != current.vapi_assistant_id
+            || next.status != current.status
+            || next.display_name != current.display_name;
+        let order = self.write(current, next).await?;
+        if relink {
+            // The Vapi number follows the order at once: a new assistant, or
+            // assistant-request mode while suspended. A failed link is
+            // recorded on the number (FAILED + reason) and retried by the
+            // reconciler; the order update itself stands.
+            if let Err(err) = self.numbers.relink_order(&order).await {
+                warn!(order_id = %order.id, error = %err, "re-link after order update failed");
+            }
+        }
+        Ok(order)
     }
 
-    /// Cancels the order; an order already cancelled is returned as it is.
-    pub async fn cancel(&self, id: OrderId, etag: Option<&str>) -> Result<Order, ServiceError> {
+    /// Cancels the order and releases its number (out of Vapi first: if Vapi
+    /// cannot be told, nothing changes). An order already cancelled is
+    /// returned as it is.
+    pub async fn cancel(&self, id: OrderId, etag: Option<&str>) -> Result<Cancelled, ServiceError> {
         let expected = parse_etag(etag, "etag")?;
         let current = self.get(id).await?;
         check_etag(&current, expected)?;
         if current.status == OrderStatus::Cancelled {
-            return Ok(current);
+            return Ok((current, None));
         }
+        let released = self.numbers.release_for_cancel(&current).await?;
         let mut next = current.clone();
         next.status = OrderStatus::Cancelled;
         next.cancelled_at = Some(crate::domain::now());
         let order = self.write(current, next).await?;
         info!(order_id = %order.id, "order cancelled");
-        Ok(order)
+        Ok((order, released))
     }
 
     /// Stores `next` only if nobody changed the row since `current` was read.

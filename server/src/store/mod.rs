@@ -4,6 +4,7 @@
 //! of them in one transaction.
 
 pub mod entities;
+pub mod numbers;
 pub mod orders;
 
 use std::{sync::Arc, time::Duration};

@@ -153,6 +153,7 @@ fn to_active(order: &Order) -> Result<order::ActiveModel, StoreError> {
         created_at: Set(order.created_at),
         updated_at: Set(order.updated_at),
         cancelled_at: Set(order.cancelled_at),
+        whatsapp_sender_declared: Set(order.whatsapp_sender_declared),
     })
 }
 
@@ -235,5 +236,6 @@ fn from_model(model: order::Model) -> Result<Order, StoreError> {
         created_at: model.created_at,
         updated_at: model.updated_at,
         cancelled_at: model.cancelled_at,
+        whatsapp_sender_declared: model.whatsapp_sender_declared,
     })
 }

@@ -1,4 +1,6 @@
 //! SeaORM entities, one file per table. Migrations own the schema; these
 //! mirror it.
 
+pub mod number_assignment;
 pub mod order;
+pub mod phone_number;
