@@ -40,7 +40,10 @@ use tonic::{
 pub use centralino_api::v1 as proto;
 pub use tonic;
 
-use proto::orders_service_client::OrdersServiceClient;
+use proto::{
+    number_provisioning_service_client::NumberProvisioningServiceClient,
+    orders_service_client::OrdersServiceClient,
+};
 
 /// Default deadline of one call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -160,6 +163,19 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `centralino.v1.NumberProvisioningService`.
+    pub fn numbers(&self) -> Numbers {
+        Numbers {
+            inner: NumberProvisioningServiceClient::with_interceptor(
+                self.channel.clone(),
+                self.auth.clone(),
+            ),
+            read_retries: self.read_retries,
+        }
+    }
+}
+
 /// Adds the API key and the deadline to every call.
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -274,8 +290,160 @@ impl Orders {
         required(response.into_inner().order)
     }
 
+    /// The order's setup checklist; retried on UNAVAILABLE.
+    pub async fn get_setup_status(
+        &self,
+        id: &str,
+    ) -> Result<proto::GetSetupStatusResponse, Status> {
+        let request = proto::GetSetupStatusRequest { id: id.to_owned() };
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.get_setup_status(request).await }
+        })
+        .await?;
+        Ok(response.into_inner())
+    }
+
+    /// Cancels an order and returns the whole answer: the order, the number
+    /// it released and the codes that stop the agency's forwarding.
+    pub async fn cancel_order(
+        &self,
+        id: &str,
+        etag: &str,
+    ) -> Result<proto::DeleteOrderResponse, Status> {
+        let response = self
+            .inner
+            .clone()
+            .delete_order(proto::DeleteOrderRequest {
+                id: id.to_owned(),
+                etag: etag.to_owned(),
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
     /// The raw generated client, with the key and deadline already attached.
     pub fn raw(&self) -> OrdersServiceClient<Authed> {
+        self.inner.clone()
+    }
+}
+
+/// Typed calls of `centralino.v1.NumberProvisioningService`.
+#[derive(Debug, Clone)]
+pub struct Numbers {
+    inner: NumberProvisioningServiceClient<Authed>,
+    read_retries: usize,
+}
+
+fn required_number(
+    number: Option<proto::PhoneNumberAssignment>,
+) -> Result<proto::PhoneNumberAssignment, Status> {
+    number.ok_or_else(|| Status::internal("the server answered without a number"))
+}
+
+impl Numbers {
+    /// Assigns a number to an order and links it in Vapi (admin). An empty
+    /// `twilio_sid` lets the server look it up.
+    pub async fn assign_number(
+        &self,
+        order_id: &str,
+        phone_number: &str,
+        twilio_sid: &str,
+    ) -> Result<proto::PhoneNumberAssignment, Status> {
+        let response = self
+            .inner
+            .clone()
+            .assign_number(proto::AssignNumberRequest {
+                order_id: order_id.to_owned(),
+                phone_number: phone_number.to_owned(),
+                twilio_sid: twilio_sid.to_owned(),
+            })
+            .await?;
+        required_number(response.into_inner().number)
+    }
+
+    /// The order's number and link state; retried on UNAVAILABLE.
+    pub async fn get_number(&self, order_id: &str) -> Result<proto::PhoneNumberAssignment, Status> {
+        let request = proto::GetNumberRequest {
+            order_id: order_id.to_owned(),
+        };
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.get_number(request).await }
+        })
+        .await?;
+        required_number(response.into_inner().number)
+    }
+
+    /// Retries the Vapi link now (admin).
+    pub async fn link_number(
+        &self,
+        order_id: &str,
+    ) -> Result<proto::PhoneNumberAssignment, Status> {
+        let response = self
+            .inner
+            .clone()
+            .link_number(proto::LinkNumberRequest {
+                order_id: order_id.to_owned(),
+            })
+            .await?;
+        required_number(response.into_inner().number)
+    }
+
+    /// Releases the order's number (admin).
+    pub async fn release_number(
+        &self,
+        order_id: &str,
+        also_release_in_twilio: bool,
+    ) -> Result<proto::ReleaseNumberResponse, Status> {
+        let response = self
+            .inner
+            .clone()
+            .release_number(proto::ReleaseNumberRequest {
+                order_id: order_id.to_owned(),
+                also_release_in_twilio,
+            })
+            .await?;
+        Ok(response.into_inner())
+    }
+
+    /// Live checks in Twilio and Vapi; retried on UNAVAILABLE.
+    pub async fn verify_number(&self, order_id: &str) -> Result<Vec<proto::Check>, Status> {
+        let request = proto::VerifyNumberRequest {
+            order_id: order_id.to_owned(),
+        };
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.verify_number(request).await }
+        })
+        .await?;
+        Ok(response.into_inner().checks)
+    }
+
+    /// Forwarding codes for the order's landline; retried on UNAVAILABLE.
+    pub async fn get_forwarding_instructions(
+        &self,
+        order_id: &str,
+        no_answer_seconds: i32,
+    ) -> Result<proto::GetForwardingInstructionsResponse, Status> {
+        let request = proto::GetForwardingInstructionsRequest {
+            order_id: order_id.to_owned(),
+            no_answer_seconds,
+        };
+        let response = with_read_retries(self.read_retries, || {
+            let mut client = self.inner.clone();
+            let request = request.clone();
+            async move { client.get_forwarding_instructions(request).await }
+        })
+        .await?;
+        Ok(response.into_inner())
+    }
+
+    /// The raw generated client, with the key and deadline already attached.
+    pub fn raw(&self) -> NumberProvisioningServiceClient<Authed> {
         self.inner.clone()
     }
 }

@@ -63,6 +63,15 @@ impl TestDb {
         }
     }
 
+    /// The same database again, for a second server; only the first drops it.
+    pub fn shared(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            postgres: None,
+            _dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
     /// Every order row, in id order: to prove that a failed call changed nothing.
     pub async fn orders_snapshot(&self) -> Vec<order::Model> {
         let db = Database::connect(&self.url).await.expect("connect");
@@ -106,13 +115,19 @@ impl TestApp {
 
     /// A server on `db` with the standard keys plus `extra` ROLE=KEY entries.
     pub async fn spawn_on(db: TestDb, extra: &[String]) -> Self {
+        Self::spawn_full(db, extra, Vec::new()).await
+    }
+
+    /// The standard keys plus `extra_keys`, and more flags.
+    pub async fn spawn_full(db: TestDb, extra: &[String], mut args: Vec<String>) -> Self {
         let mut keys = vec![
             format!("admin={ADMIN_KEY}"),
             format!("service={SERVICE_KEY}"),
             format!("ingest={INGEST_KEY}"),
         ];
         keys.extend_from_slice(extra);
-        Self::spawn_with_args(db, vec!["--api-keys".into(), keys.join(",")]).await
+        args.extend(["--api-keys".to_owned(), keys.join(",")]);
+        Self::spawn_with_args(db, args).await
     }
 
     /// A server with exactly these extra flags (no keys unless given).
@@ -234,4 +249,23 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
 pub fn reason(status: &tonic::Status) -> Option<String> {
     use tonic_types::StatusExt;
     status.get_details_error_info().map(|info| info.reason)
+}
+
+/// Polls `check` until it returns Some, or panics after `seconds`.
+pub async fn eventually<T, F, Fut>(seconds: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {seconds} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

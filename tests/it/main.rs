@@ -1,7 +1,10 @@
 //! End-to-end tests: the real server, the real SDK, a real database.
 
 mod auth;
+mod fakes;
 mod helpers;
+mod number_races;
+mod numbers;
 mod orders;
 mod sdk;
 mod server;
