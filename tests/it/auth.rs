@@ -219,3 +219,75 @@ fn code<T>(result: Result<T, tonic::Status>) -> Code {
         Err(status) => status.code(),
     }
 }
+
+#[tokio::test]
+async fn number_rpcs_refuse_viewers_and_ingest_writes_and_viewers_read_only_their_order() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let mut a = sample_order("Agenzia A");
+    a.landline_number = "+393471112223".to_owned();
+    let a = admin.orders().create_order(a).await.unwrap();
+    let b = admin
+        .orders()
+        .create_order(sample_order("Agenzia B"))
+        .await
+        .unwrap();
+    admin
+        .numbers()
+        .assign_number(&a.id, "+390287654321", "")
+        .await
+        .unwrap();
+    admin
+        .numbers()
+        .assign_number(&b.id, "+390287654322", "")
+        .await
+        .unwrap();
+    let db = app.stop().await;
+    let app = TestApp::spawn_on(db, &[format!("viewer:{}={VIEWER_A}", a.id)]).await;
+
+    for key in [VIEWER_A, INGEST_KEY, SERVICE_KEY] {
+        let numbers = app.client(key).await.numbers();
+        for err in [
+            numbers
+                .assign_number(&a.id, "+390287654329", "")
+                .await
+                .unwrap_err(),
+            numbers.link_number(&a.id).await.unwrap_err(),
+            numbers.release_number(&a.id, false).await.unwrap_err(),
+        ] {
+            assert_eq!(err.code(), Code::PermissionDenied, "{key}: {err:?}");
+        }
+    }
+
+    let viewer = app.client(VIEWER_A).await;
+    viewer.numbers().get_number(&a.id).await.unwrap();
+    viewer.orders().get_setup_status(&a.id).await.unwrap();
+    viewer
+        .numbers()
+        .get_forwarding_instructions(&a.id, 0)
+        .await
+        .unwrap();
+    viewer.numbers().verify_number(&a.id).await.unwrap();
+    for err in [
+        viewer.numbers().get_number(&b.id).await.unwrap_err(),
+        viewer.orders().get_setup_status(&b.id).await.unwrap_err(),
+        viewer
+            .numbers()
+            .get_forwarding_instructions(&b.id, 0)
+            .await
+            .unwrap_err(),
+        viewer.numbers().verify_number(&b.id).await.unwrap_err(),
+    ] {
+        assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    }
+    let ingest = app.client(INGEST_KEY).await;
+    let err = ingest.orders().get_setup_status(&a.id).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Nothing changed: both numbers are still held.
+    let admin = app.admin().await;
+    assert_eq!(
+        admin.numbers().get_number(&a.id).await.unwrap().order_id,
+        a.id
+    );
+    app.finish().await;
+}
