@@ -16,6 +16,12 @@ pub const INGEST_KEY: &str = "test-ingest-key-0000000001";
 
 static ANNOUNCE: Once = Once::new();
 
+/// Straight to stderr: the harness captures eprintln! of passing tests.
+fn announce(line: &str) {
+    use std::io::Write;
+    writeln!(std::io::stderr(), "{line}").ok();
+}
+
 /// A database of this test's own.
 pub struct TestDb {
     pub url: String,
@@ -29,7 +35,7 @@ impl TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         match std::env::var("TEST_DATABASE_URL") {
             Ok(admin_url) if !admin_url.is_empty() => {
-                ANNOUNCE.call_once(|| eprintln!("tests run on PostgreSQL ({admin_url})"));
+                ANNOUNCE.call_once(|| announce(&format!("tests run on PostgreSQL ({admin_url})")));
                 let name = format!("t_{}", uuid::Uuid::new_v4().simple());
                 let admin = Database::connect(&admin_url)
                     .await
@@ -51,7 +57,7 @@ impl TestDb {
             }
             _ => {
                 ANNOUNCE.call_once(|| {
-                    eprintln!("TEST_DATABASE_URL is not set: tests run on SQLite files")
+                    announce("TEST_DATABASE_URL is not set: tests run on SQLite files")
                 });
                 let path = dir.path().join("centralino.db");
                 Self {
