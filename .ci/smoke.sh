@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Smoke test of the real `centralino` binary, driven with grpcurl the way an
 # operator would drive it: first start without any key, reflection, health,
-# auth, the OrdersService round trip and a clean SIGTERM shutdown.
+# auth, the OrdersService round trip, NumberProvisioningService without Vapi
+# or Twilio (links stay PENDING) and a clean SIGTERM shutdown.
 #
 # Env: CENTRALINO_BIN (default target/debug/centralino, relative to the repo
 # root; this script builds nothing), SMOKE_VENV (default <repo>/.venv, where
@@ -90,9 +91,12 @@ GRPC=127.0.0.1:$GRPC_PORT
 
 # No key of any kind may leak in from the environment: the first-start path
 # (server writes centralino-admin.key) is what this test exercises, and the
-# default SQLite file must land in the temp dir.
+# default SQLite file must land in the temp dir. Vapi and Twilio credentials
+# (read from the unprefixed VAPI_* and TWILIO_* variables) go too: the number
+# checks expect providers that are not configured, and must never reach the
+# real Vapi or Twilio with the test's made-up numbers.
 (
-    while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(CENTRALINO_|DATABASE_URL$)' || true)
+    while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(CENTRALINO_|DATABASE_URL$|VAPI_|TWILIO_)' || true)
     cd "$WORKDIR"
     export NO_COLOR=1 # plain text log: it is read in CI output
     exec "$BIN" serve --grpc-addr "$GRPC" --http-addr "127.0.0.1:$HTTP_PORT"
@@ -146,6 +150,13 @@ grpc_call() {
     RC=0
     OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "$@" -d "$body" "$GRPC" "centralino.v1.OrdersService/$method" 2>&1) || RC=$?
 }
+# grpc_num METHOD BODY ARGS...: the same for NumberProvisioningService.
+grpc_num() {
+    local method=$1 body=$2
+    shift 2
+    RC=0
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "$@" -d "$body" "$GRPC" "centralino.v1.NumberProvisioningService/$method" 2>&1) || RC=$?
+}
 # json_get PATH: a dotted path (order.id, orders.0.id) out of $OUT; empty when
 # absent or when $OUT is not JSON. grpcurl prints proto3 JSON, so field names
 # are lowerCamelCase (order.displayName).
@@ -159,6 +170,19 @@ try:
 except Exception:
     d = ""
 print(d if isinstance(d, str) else json.dumps(d))
+' "$1" "$OUT"
+}
+# json_ok EXPR: true when the Python expression EXPR holds for d, the JSON in
+# $OUT; false when it does not, raises, or $OUT is not JSON.
+json_ok() {
+    python3 -c '
+import json, sys
+try:
+    d = json.loads(sys.argv[2])
+    ok = bool(eval(sys.argv[1], {"d": d}))
+except Exception:
+    ok = False
+sys.exit(0 if ok else 1)
 ' "$1" "$OUT"
 }
 
@@ -185,6 +209,11 @@ if [[ $RC -eq 0 ]] && grep -qx 'centralino.v1.OrdersService' <<<"$OUT" && grep -
     pass "reflection lists centralino.v1.OrdersService and grpc.health.v1.Health"
 else
     fail "reflection list" "exit $RC, want both services listed" "$OUT"
+fi
+if [[ $RC -eq 0 ]] && grep -qx 'centralino.v1.NumberProvisioningService' <<<"$OUT"; then
+    pass "reflection lists centralino.v1.NumberProvisioningService"
+else
+    fail "reflection list of NumberProvisioningService" "exit $RC, want centralino.v1.NumberProvisioningService listed" "$OUT"
 fi
 
 # c.
@@ -282,6 +311,103 @@ if [[ -z $ID ]]; then fail "DeleteOrder" "$NO_ORDER"; else
         pass "DeleteOrder cancels the order"
     else
         fail "DeleteOrder" "exit $RC, want status ORDER_STATUS_CANCELLED" "$OUT"
+    fi
+fi
+
+# h. NumberProvisioningService on a new order whose landline is a mobile, as
+# admin. The smoke server has neither Vapi nor Twilio: the number is stored
+# with link state PENDING and provider checks say UNKNOWN.
+NUMBER=+390287654321
+NUM_BODY=${CREATE_BODY/+390212345678/+393471112223}
+NUM_BODY=${NUM_BODY/CARRIER_TIM/CARRIER_VODAFONE}
+grpc_call CreateOrder "$NUM_BODY" "${AUTH[@]}"
+NID=$(json_get order.id)
+if [[ $RC -eq 0 && -n $NID && $(json_get order.landlineNumber) == +393471112223 && $(json_get order.carrier) == CARRIER_VODAFONE ]]; then
+    pass "CreateOrder returns order $NID with mobile landline +393471112223 on CARRIER_VODAFONE"
+else
+    fail "CreateOrder for the number checks" "exit $RC, want an order with landline +393471112223 and CARRIER_VODAFONE" "$OUT"
+    NID=
+fi
+NO_NUM_ORDER="needs the order that CreateOrder for the number checks did not return"
+
+if [[ -z $NID ]]; then fail "AssignNumber" "$NO_NUM_ORDER"; else
+    grpc_num AssignNumber "{\"order_id\":\"$NID\",\"phone_number\":\"$NUMBER\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get number.phoneNumber) == "$NUMBER" && $(json_get number.linkState) == LINK_STATE_PENDING && $(json_get number.linkReason) == *VAPI_API_KEY* ]]; then
+        pass "AssignNumber stores $NUMBER with LINK_STATE_PENDING, reason naming VAPI_API_KEY"
+    else
+        fail "AssignNumber" "exit $RC, want $NUMBER, linkState LINK_STATE_PENDING and a linkReason with VAPI_API_KEY" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "GetNumber" "$NO_NUM_ORDER"; else
+    grpc_num GetNumber "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get number.phoneNumber) == "$NUMBER" && $(json_get number.orderId) == "$NID" ]]; then
+        pass "GetNumber returns $NUMBER for the order"
+    else
+        fail "GetNumber" "exit $RC, want phoneNumber $NUMBER and orderId $NID" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "AssignNumber of a taken number" "$NO_NUM_ORDER"; else
+    grpc_call CreateOrder "${NUM_BODY/Tempocasa Milano Isola/Tempocasa Milano Isola Bis}" "${AUTH[@]}"
+    NID2=$(json_get order.id)
+    if [[ $RC -ne 0 || -z $NID2 ]]; then
+        fail "AssignNumber of a taken number" "the second order was not created (exit $RC)" "$OUT"
+    else
+        # reflection serves the google.rpc types, so grpcurl prints the
+        # ErrorInfo detail, whose metadata holder_order_id names the holder.
+        grpc_num AssignNumber "{\"order_id\":\"$NID2\",\"phone_number\":\"$NUMBER\"}" "${AUTH[@]}"
+        if [[ $RC -ne 0 ]] && grep -q 'AlreadyExists' <<<"$OUT" && grep -q 'holder_order_id' <<<"$OUT" && grep -qF "$NID" <<<"$OUT"; then
+            pass "AssignNumber of $NUMBER to a second order is AlreadyExists naming holder $NID"
+        else
+            fail "AssignNumber of a taken number" "exit $RC, want AlreadyExists with holder_order_id $NID" "$OUT"
+        fi
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "GetForwardingInstructions" "$NO_NUM_ORDER"; else
+    grpc_num GetForwardingInstructions "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get lineKind) == LINE_KIND_MOBILE ]] && grep -qF "**21*$NUMBER#" <<<"$OUT"; then
+        pass "GetForwardingInstructions gives **21*$NUMBER# for a LINE_KIND_MOBILE landline"
+    else
+        fail "GetForwardingInstructions" "exit $RC, want lineKind LINE_KIND_MOBILE and the code **21*$NUMBER#" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "VerifyNumber" "$NO_NUM_ORDER"; else
+    grpc_num VerifyNumber "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 ]] && json_ok 'any(c.get("name") == "twilio_number_active" for c in d["checks"])'; then
+        pass "VerifyNumber returns its checks, twilio_number_active among them"
+    else
+        fail "VerifyNumber" "exit $RC, want checks including twilio_number_active" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "GetSetupStatus" "$NO_NUM_ORDER"; else
+    grpc_call GetSetupStatus "{\"id\":\"$NID\"}" "${AUTH[@]}"
+    # complete is false (so absent from the JSON) while providers are UNKNOWN.
+    if [[ $RC -eq 0 ]] && json_ok 'any(i.get("name") == "number_assigned" and i.get("result") == "CHECK_RESULT_PASS" for i in d["items"]) and not d.get("complete", False)'; then
+        pass "GetSetupStatus has number_assigned CHECK_RESULT_PASS and is not complete"
+    else
+        fail "GetSetupStatus" "exit $RC, want item number_assigned CHECK_RESULT_PASS and no \"complete\": true" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "LinkNumber" "$NO_NUM_ORDER"; else
+    grpc_num LinkNumber "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get number.linkState) == LINK_STATE_PENDING ]]; then
+        pass "LinkNumber without Vapi leaves the number LINK_STATE_PENDING"
+    else
+        fail "LinkNumber" "exit $RC, want linkState LINK_STATE_PENDING" "$OUT"
+    fi
+fi
+
+if [[ -z $NID ]]; then fail "ReleaseNumber" "$NO_NUM_ORDER"; else
+    grpc_num ReleaseNumber "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
+    if [[ $RC -eq 0 && $(json_get number.linkState) == LINK_STATE_RELEASED ]] && json_ok 'any(c.get("code") == "##21#" for c in d["deactivationCodes"])'; then
+        pass "ReleaseNumber releases the number and gives the deactivation code ##21#"
+    else
+        fail "ReleaseNumber" "exit $RC, want linkState LINK_STATE_RELEASED and ##21# in deactivationCodes" "$OUT"
     fi
 fi
 
