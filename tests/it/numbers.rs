@@ -497,3 +497,82 @@ async fn the_setup_checklist_proves_what_it_can_and_claims_nothing_else() {
     assert!(!status.complete, "DECLARED and UNKNOWN are not proof");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn release_number_can_also_release_it_in_twilio() {
+    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
+    twilio.add_number(NUMBER);
+    let app = spawn(Some(&vapi), &twilio).await;
+    let client = app.admin().await;
+    let mut order = sample_order("Agenzia Rilascio");
+    order.vapi_assistant_id = ASSISTANT.to_owned();
+    let order = client.orders().create_order(order).await.unwrap();
+    client
+        .numbers()
+        .assign_number(&order.id, NUMBER, "")
+        .await
+        .unwrap();
+
+    let released = client
+        .numbers()
+        .release_number(&order.id, true)
+        .await
+        .unwrap();
+    let number = released.number.unwrap();
+    assert_eq!(link_state(&number), proto::LinkState::Released);
+    assert!(number.order_id.is_empty());
+    assert!(vapi.numbers().is_empty(), "out of Vapi");
+    assert!(
+        twilio.numbers.lock().unwrap().is_empty(),
+        "released in Twilio"
+    );
+    // The order is still there, without a number.
+    let err = client.numbers().get_number(&order.id).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert_eq!(
+        client.orders().get_order(&order.id).await.unwrap().status,
+        proto::OrderStatus::Setup as i32
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_release_that_vapi_cannot_confirm_frees_nothing() {
+    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
+    twilio.add_number(NUMBER);
+    let app = spawn(Some(&vapi), &twilio).await;
+    let client = app.admin().await;
+    let mut order = sample_order("Agenzia Prudente");
+    order.vapi_assistant_id = ASSISTANT.to_owned();
+    let order = client.orders().create_order(order).await.unwrap();
+    client
+        .numbers()
+        .assign_number(&order.id, NUMBER, "")
+        .await
+        .unwrap();
+
+    vapi.fail_next(1000);
+    let err = client
+        .orders()
+        .cancel_order(&order.id, "")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    vapi.fail_next(0);
+    assert_eq!(
+        client.orders().get_order(&order.id).await.unwrap().status,
+        proto::OrderStatus::Setup as i32,
+        "not cancelled"
+    );
+    assert_eq!(
+        client
+            .numbers()
+            .get_number(&order.id)
+            .await
+            .unwrap()
+            .order_id,
+        order.id
+    );
+    assert_eq!(vapi.numbers().len(), 1, "still linked in Vapi");
+    app.finish().await;
+}
