@@ -2,10 +2,12 @@
 //! afterwards. Nothing here knows about proto, JSON or SeaORM.
 
 pub mod forwarding;
+pub mod lead;
 pub mod number;
 pub mod order;
 pub mod phone;
 pub mod validation;
+pub mod zone;
 
 pub use number::{AnswerMode, LinkState, ManagedNumber, TwilioNumberSid};
 pub use order::{

@@ -1,6 +1,9 @@
 //! The HTTP listener: liveness and readiness now; the Vapi and Twilio webhook
 //! shims land here.
 
+pub mod auth;
+pub mod messages;
+
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde_json::json;
 use tracing::warn;

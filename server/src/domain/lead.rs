@@ -1,0 +1,1 @@
+//! Leads extracted from a call report.

@@ -1,0 +1,1 @@
+//! The one zone matcher, shared by leads and WhatsApp routing.

@@ -1,0 +1,1 @@
+//! Authentication of Vapi webhooks.

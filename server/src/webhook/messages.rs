@@ -1,0 +1,1 @@
+//! Vapi server messages, parsed from raw bytes.
