@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from("proto/centralino/v1/common.proto"),
         PathBuf::from("proto/centralino/v1/orders.proto"),
         PathBuf::from("proto/centralino/v1/numbers.proto"),
+        PathBuf::from("proto/centralino/v1/calls.proto"),
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());

@@ -97,7 +97,17 @@ impl ClientBuilder {
         self
     }
 
-    pub async fn connect(self) -> Result<Client, Error> {
+    /// A client that connects on first use (for a server that is starting).
+    pub fn connect_lazy(self) -> Result<Client, Error> {
+        let (endpoint, auth) = self.endpoint_and_auth()?;
+        Ok(Client {
+            channel: endpoint.connect_lazy(),
+            auth,
+            read_retries: self.read_retries,
+        })
+    }
+
+    fn endpoint_and_auth(&self) -> Result<(Endpoint, Auth), Error> {
         if self.api_key.is_empty() || !self.api_key.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::InvalidApiKey);
         }
@@ -112,16 +122,24 @@ impl ClientBuilder {
             .connect_timeout(self.connect_timeout)
             .timeout(self.timeout)
             .tcp_nodelay(true);
+        Ok((
+            endpoint,
+            Auth {
+                bearer,
+                timeout: self.timeout,
+            },
+        ))
+    }
+
+    pub async fn connect(self) -> Result<Client, Error> {
+        let (endpoint, auth) = self.endpoint_and_auth()?;
         let channel = endpoint.connect().await.map_err(|source| Error::Connect {
             endpoint: self.endpoint.clone(),
             source,
         })?;
         Ok(Client {
             channel,
-            auth: Auth {
-                bearer,
-                timeout: self.timeout,
-            },
+            auth,
             read_retries: self.read_retries,
         })
     }
@@ -164,6 +182,14 @@ impl Client {
 }
 
 impl Client {
+    /// `centralino.v1.CallsService` (the generated client, key and deadline attached).
+    pub fn calls(&self) -> proto::calls_service_client::CallsServiceClient<Authed> {
+        proto::calls_service_client::CallsServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.auth.clone(),
+        )
+    }
+
     /// `centralino.v1.NumberProvisioningService`.
     pub fn numbers(&self) -> Numbers {
         Numbers {

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_orders;
 mod m20261127_000002_phone_numbers;
+mod m20261127_000003_calls_and_leads;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_create_orders::Migration),
             Box::new(m20261127_000002_phone_numbers::Migration),
+            Box::new(m20261127_000003_calls_and_leads::Migration),
         ]
     }
 }

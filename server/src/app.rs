@@ -17,7 +17,7 @@ use crate::{
         vapi::{VapiClient, VapiConfig},
     },
     services::{
-        NumbersService, OrdersService,
+        CallsService, NumbersService, OrdersService,
         numbers::{LinkSettings, TwilioImportAuth},
     },
     store::{Store, StoreError},
@@ -53,6 +53,7 @@ pub enum RunError {
 pub struct Application {
     config: Config,
     store: Store,
+    shim_key: String,
     keys: Arc<ApiKeys>,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
@@ -94,6 +95,17 @@ impl Application {
             }
             Bootstrap::Configured => None,
         };
+        // The webhook shim calls our own gRPC with a key of its own, unless
+        // it is pointed at another endpoint with its key.
+        let mut keys = keys;
+        let shim_key = match &config.webhooks.shim_ingest_key {
+            Some(key) => key.expose().to_owned(),
+            None => {
+                let key = crate::auth::keys::generate_key();
+                keys.add_generated(&key, crate::auth::Role::Ingest);
+                key
+            }
+        };
         info!(keys = keys.len(), "API keys loaded");
 
         let bind = |addr: SocketAddr| async move {
@@ -106,6 +118,7 @@ impl Application {
         Ok(Self {
             config,
             store,
+            shim_key,
             keys: Arc::new(keys),
             grpc_listener,
             http_listener,
@@ -136,6 +149,7 @@ impl Application {
         let Self {
             config,
             store,
+            shim_key,
             keys,
             grpc_listener,
             http_listener,
@@ -150,7 +164,8 @@ impl Application {
             Duration::from_millis(config.links.link_reconcile_interval_ms.max(10)),
             shutdown.clone(),
         ));
-        let (routes, health) = grpc::routes(orders, numbers, keys)
+        let calls = CallsService::new(store.clone());
+        let (routes, health) = grpc::routes(orders, numbers, calls, keys)
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
 
@@ -168,9 +183,10 @@ impl Application {
                     .await;
             }
         }));
+        let shim = shim(&config, grpc_addr, &shim_key)?;
         let http_stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, webhook::router(store.clone()))
+            axum::serve(http_listener, webhook::router(store.clone(), shim))
                 .with_graceful_shutdown(async move { http_stop.cancelled().await })
                 .await
         });
@@ -209,6 +225,55 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The webhook shim: its authentication and its client of CallsService.
+fn shim(
+    config: &Config,
+    grpc_addr: Option<SocketAddr>,
+    key: &str,
+) -> Result<webhook::vapi::Shim, RunError> {
+    let w = &config.webhooks;
+    let auth = match &config.providers.vapi_webhook_secret {
+        Some(secret) => Some(
+            webhook::auth::WebhookAuth::from_config(
+                &w.vapi_webhook_auth,
+                secret.clone(),
+                Some(&w.vapi_webhook_header),
+                Some(&w.vapi_hmac_signature_header),
+                Some(&w.vapi_hmac_timestamp_header),
+                w.vapi_hmac_prefix.as_deref(),
+                w.vapi_hmac_window_secs,
+            )
+            .map_err(|err| {
+                RunError::Http(std::io::Error::other(format!("Vapi webhook auth: {err}")))
+            })?,
+        ),
+        None => {
+            warn!(
+                "VAPI_WEBHOOK_SECRET is not set: POST /webhooks/vapi refuses every request (401)"
+            );
+            None
+        }
+    };
+    let endpoint = match (&w.shim_grpc_endpoint, grpc_addr) {
+        (Some(endpoint), _) => endpoint.clone(),
+        (None, Some(addr)) if addr.ip().is_unspecified() => {
+            format!("http://127.0.0.1:{}", addr.port())
+        }
+        (None, Some(addr)) => format!("http://{addr}"),
+        (None, None) => format!("http://127.0.0.1:{}", config.grpc_addr.port()),
+    };
+    let client = centralino_sdk::Client::builder(endpoint, key)
+        .connect_lazy()
+        .map_err(|err| {
+            RunError::Http(std::io::Error::other(format!("webhook shim client: {err}")))
+        })?;
+    Ok(webhook::vapi::Shim {
+        auth,
+        client,
+        max_body: w.webhook_max_body_bytes,
+    })
 }
 
 /// The provider clients and link settings from configuration. A provider

@@ -81,6 +81,9 @@ pub struct Config {
     #[command(flatten)]
     pub links: LinkConfig,
 
+    #[command(flatten)]
+    pub webhooks: WebhookConfig,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -150,6 +153,66 @@ pub struct ProvidersConfig {
     /// First retry delay in milliseconds (doubles, with jitter, up to 5 s).
     #[arg(long, env = "CENTRALINO_PROVIDER_RETRY_MIN_MS", default_value_t = 200)]
     pub provider_retry_min_ms: u64,
+}
+
+/// The Vapi webhook shim on the HTTP listener.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookConfig {
+    /// How Vapi webhooks authenticate: `secret` (header X-Vapi-Secret equal to
+    /// VAPI_WEBHOOK_SECRET, what number links write), `bearer`
+    /// (Authorization: Bearer VAPI_WEBHOOK_SECRET) or `hmac` (HMAC-SHA256 of
+    /// "{timestamp}.{body}" keyed with VAPI_WEBHOOK_SECRET, hex).
+    #[arg(long, env = "CENTRALINO_VAPI_WEBHOOK_AUTH", default_value = "secret")]
+    pub vapi_webhook_auth: String,
+
+    /// Header carrying the secret in `secret` mode.
+    #[arg(
+        long,
+        env = "CENTRALINO_VAPI_WEBHOOK_HEADER",
+        default_value = "X-Vapi-Secret"
+    )]
+    pub vapi_webhook_header: String,
+
+    /// Header carrying the signature in `hmac` mode.
+    #[arg(
+        long,
+        env = "CENTRALINO_VAPI_HMAC_SIGNATURE_HEADER",
+        default_value = "x-signature"
+    )]
+    pub vapi_hmac_signature_header: String,
+
+    /// Header carrying the timestamp in `hmac` mode.
+    #[arg(
+        long,
+        env = "CENTRALINO_VAPI_HMAC_TIMESTAMP_HEADER",
+        default_value = "x-timestamp"
+    )]
+    pub vapi_hmac_timestamp_header: String,
+
+    /// Prefix before the hex signature in `hmac` mode (e.g. `sha256=`).
+    #[arg(long, env = "CENTRALINO_VAPI_HMAC_PREFIX")]
+    pub vapi_hmac_prefix: Option<String>,
+
+    /// Accepted clock difference for `hmac` timestamps, in seconds.
+    #[arg(long, env = "CENTRALINO_VAPI_HMAC_WINDOW_SECS", default_value_t = 300)]
+    pub vapi_hmac_window_secs: u64,
+
+    /// Largest webhook body accepted, in bytes (larger: 413).
+    #[arg(
+        long,
+        env = "CENTRALINO_WEBHOOK_MAX_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
+    pub webhook_max_body_bytes: usize,
+
+    /// gRPC endpoint the shim calls; default: this process's own listener.
+    #[arg(long, env = "CENTRALINO_SHIM_GRPC_ENDPOINT")]
+    pub shim_grpc_endpoint: Option<String>,
+
+    /// The shim's `ingest` key for that endpoint; default: a key made at start
+    /// and known to this process only.
+    #[arg(long, env = "CENTRALINO_SHIM_INGEST_KEY", hide_env_values = true)]
+    pub shim_ingest_key: Option<Secret>,
 }
 
 /// The link reconciler: retries PENDING/FAILED links and repairs drift.

@@ -172,6 +172,11 @@ impl ApiKeys {
         });
     }
 
+    /// Adds a key made by this process (the webhook shim's own ingest key).
+    pub fn add_generated(&mut self, key: &str, role: Role) {
+        self.push(key, role);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -54,17 +54,29 @@ pub enum Access {
     ListOrders,
     /// Change orders and their configuration.
     AdminWrite,
+    /// The ingestion RPCs the webhook shim calls.
+    Ingest,
+    /// Change leads (status, notes, agent).
+    WriteLeads,
 }
 
 impl Principal {
     pub fn authorize(&self, access: Access) -> Result<(), ServiceError> {
         let allowed = match (self.role, access) {
             (Role::Admin, _) => true,
-            (Role::Service, Access::ReadOrder(_) | Access::ListOrders) => true,
+            (Role::Service, Access::AdminWrite) => false,
+            (
+                Role::Service,
+                Access::ReadOrder(_) | Access::ListOrders | Access::Ingest | Access::WriteLeads,
+            ) => true,
             (Role::Viewer(own), Access::ReadOrder(order)) => own == order,
             (Role::Viewer(_), Access::ListOrders) => true,
-            (Role::Service | Role::Viewer(_), Access::AdminWrite) => false,
-            (Role::Ingest, Access::ReadOrder(_) | Access::ListOrders | Access::AdminWrite) => false,
+            (Role::Viewer(_), Access::AdminWrite | Access::Ingest | Access::WriteLeads) => false,
+            (Role::Ingest, Access::Ingest) => true,
+            (
+                Role::Ingest,
+                Access::ReadOrder(_) | Access::ListOrders | Access::AdminWrite | Access::WriteLeads,
+            ) => false,
         };
         if allowed {
             Ok(())

@@ -1,6 +1,7 @@
 //! Domain types: values are parsed once at the edge and cannot hold bad states
 //! afterwards. Nothing here knows about proto, JSON or SeaORM.
 
+pub mod call;
 pub mod forwarding;
 pub mod lead;
 pub mod number;
@@ -9,6 +10,7 @@ pub mod phone;
 pub mod validation;
 pub mod zone;
 
+pub use call::CallStatus;
 pub use number::{AnswerMode, LinkState, ManagedNumber, TwilioNumberSid};
 pub use order::{
     Agent, AssistantId, Carrier, Contact, EmailAddress, NewOrder, Order, OrderId, OrderPatch,

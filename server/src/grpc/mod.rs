@@ -2,6 +2,7 @@
 //! health, authentication and one span per RPC.
 
 pub mod auth;
+pub mod calls;
 pub mod convert;
 pub mod numbers;
 pub mod orders;
@@ -10,6 +11,7 @@ pub mod status;
 use std::{sync::Arc, time::Duration};
 
 use centralino_api::v1::{
+    calls_service_server::CallsServiceServer,
     number_provisioning_service_server::NumberProvisioningServiceServer,
     orders_service_server::OrdersServiceServer,
 };
@@ -23,20 +25,22 @@ use tracing::Span;
 
 use crate::{
     auth::ApiKeys,
-    services::{NumbersService, OrdersService},
+    services::{CallsService, NumbersService, OrdersService},
     telemetry,
 };
 
 /// gRPC service names, as health and reflection know them.
 pub const ORDERS_SERVICE: &str = "centralino.v1.OrdersService";
 pub const NUMBERS_SERVICE: &str = "centralino.v1.NumberProvisioningService";
-pub const SERVICES: [&str; 2] = [ORDERS_SERVICE, NUMBERS_SERVICE];
+pub const CALLS_SERVICE: &str = "centralino.v1.CallsService";
+pub const SERVICES: [&str; 3] = [ORDERS_SERVICE, NUMBERS_SERVICE, CALLS_SERVICE];
 
 /// Builds every gRPC service; returns the router and the health reporter that
 /// start-up and shutdown flip.
 pub async fn routes(
     orders: OrdersService,
     numbers: NumbersService,
+    calls: CallsService,
     keys: Arc<ApiKeys>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -68,6 +72,10 @@ pub async fn routes(
         ))
         .add_service(NumberProvisioningServiceServer::with_interceptor(
             numbers::NumbersApi::new(numbers),
+            authenticate.clone(),
+        ))
+        .add_service(CallsServiceServer::with_interceptor(
+            calls::CallsApi::new(calls),
             authenticate,
         ));
     Ok((builder.routes(), health))

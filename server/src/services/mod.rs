@@ -1,11 +1,13 @@
 //! Services: the use cases, in domain types only. Transport calls these; they
 //! call the store and (later) the providers.
 
+pub mod calls;
 pub mod error;
 pub mod numbers;
 pub mod orders;
 pub mod paging;
 
+pub use calls::CallsService;
 pub use error::ServiceError;
 pub use numbers::NumbersService;
 pub use orders::OrdersService;

@@ -3,6 +3,7 @@
 //! Query helpers take `&impl ConnectionTrait` so that services can run several
 //! of them in one transaction.
 
+pub mod calls;
 pub mod entities;
 pub mod numbers;
 pub mod orders;

@@ -3,8 +3,15 @@
 
 pub mod auth;
 pub mod messages;
+pub mod vapi;
 
-use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::StatusCode,
+    response::IntoResponse,
+    routing::{get, post},
+};
 use serde_json::json;
 use tracing::warn;
 
@@ -15,12 +22,16 @@ struct HttpState {
     store: Store,
 }
 
-pub fn router(store: Store) -> Router {
+pub fn router(store: Store, shim: vapi::Shim) -> Router {
+    let webhooks = Router::new()
+        .route("/webhooks/vapi", post(vapi::handle))
+        .with_state(shim);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .fallback(not_found)
         .with_state(HttpState { store })
+        .merge(webhooks)
+        .fallback(not_found)
 }
 
 /// The process is up.

@@ -1,0 +1,483 @@
+//! `centralino.v1.CallsService`.
+
+use centralino_api::v1 as pb;
+use pb::calls_service_server::CallsService as CallsRpc;
+use tonic::{Request, Response, Status};
+
+use super::{auth::principal, convert::timestamp};
+use crate::{
+    auth::Access,
+    domain::{
+        CallStatus, OrderId, PhoneNumber, Violations,
+        call::{CallEvent, CallKey, CallReport, Caller, LeadStatus},
+        lead::Intent,
+    },
+    services::{CallsService, ServiceError, calls::Routing},
+    store::{
+        calls::{CallFilter, LeadFilter},
+        entities::{call, lead},
+    },
+};
+
+#[derive(Debug, Clone)]
+pub struct CallsApi {
+    calls: CallsService,
+}
+
+impl CallsApi {
+    pub fn new(calls: CallsService) -> Self {
+        Self { calls }
+    }
+}
+
+fn ts(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    let t = t?;
+    chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+}
+
+fn opt(s: String) -> Option<String> {
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+/// A called number as sent: invalid ones are treated as unknown.
+fn called(raw: &str) -> Option<PhoneNumber> {
+    opt(raw.to_owned()).and_then(|r| PhoneNumber::parse(&r).ok())
+}
+
+fn require_call_id(v: &mut Violations, field: &str, id: &str) -> Option<String> {
+    let id = id.trim();
+    if id.is_empty() {
+        v.push(field, "is required");
+        None
+    } else if id.len() > 64 {
+        v.push(field, "is longer than 64 characters");
+        None
+    } else {
+        Some(id.to_owned())
+    }
+}
+
+#[tonic::async_trait]
+impl CallsRpc for CallsApi {
+    async fn resolve_assistant(
+        &self,
+        request: Request<pb::ResolveAssistantRequest>,
+    ) -> Result<Response<pb::ResolveAssistantResponse>, Status> {
+        principal(&request)?.authorize(Access::Ingest)?;
+        let pb::ResolveAssistantRequest {
+            phone_number_id,
+            called_number,
+            vapi_call_id: _,
+        } = request.into_inner();
+        let routing = self
+            .calls
+            .resolve_assistant(
+                opt(phone_number_id).as_deref(),
+                called(&called_number).as_ref(),
+            )
+            .await?;
+        Ok(Response::new(match routing {
+            Routing::Assistant {
+                assistant_id,
+                order,
+            } => pb::ResolveAssistantResponse {
+                assistant_id,
+                error_message: String::new(),
+                order_id: order.to_string(),
+            },
+            Routing::Refuse { message, order } => pb::ResolveAssistantResponse {
+                assistant_id: String::new(),
+                error_message: message.to_owned(),
+                order_id: order.map(|o| o.to_string()).unwrap_or_default(),
+            },
+        }))
+    }
+
+    async fn record_call_event(
+        &self,
+        request: Request<pb::RecordCallEventRequest>,
+    ) -> Result<Response<pb::RecordCallEventResponse>, Status> {
+        principal(&request)?.authorize(Access::Ingest)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let call_id = require_call_id(&mut v, "vapi_call_id", &r.vapi_call_id);
+        let Some(call_id) = call_id else {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        };
+        let Some(status) = CallStatus::from_vapi(r.status.trim()) else {
+            // Statuses outside the progression (not-found, …) are ignored.
+            return Ok(Response::new(pb::RecordCallEventResponse {
+                call: None,
+                applied: false,
+            }));
+        };
+        let event = CallEvent {
+            key: CallKey {
+                vapi_call_id: call_id,
+                phone_number_id: opt(r.phone_number_id),
+                called_number: called(&r.called_number),
+                assistant_id: opt(r.assistant_id),
+                caller: Caller::parse(&r.customer_number),
+            },
+            status,
+            started_at: ts(r.start_time),
+            ended_reason: opt(r.ended_reason),
+        };
+        let (stored, applied) = self.calls.record_event(event).await?;
+        Ok(Response::new(pb::RecordCallEventResponse {
+            call: Some(call_to_pb(&stored)),
+            applied,
+        }))
+    }
+
+    async fn record_call_report(
+        &self,
+        request: Request<pb::RecordCallReportRequest>,
+    ) -> Result<Response<pb::RecordCallReportResponse>, Status> {
+        principal(&request)?.authorize(Access::Ingest)?;
+        let Some(r) = request.into_inner().report else {
+            return Err(ServiceError::invalid("report", "is required").into());
+        };
+        let mut v = Violations::new();
+        let call_id = require_call_id(&mut v, "report.vapi_call_id", &r.vapi_call_id);
+        let structured = match opt(r.structured_data_json) {
+            None => Some(None),
+            Some(json) => match serde_json::from_str::<serde_json::Value>(&json) {
+                Ok(value) if value.is_object() => Some(Some(value)),
+                Ok(_) | Err(_) => {
+                    v.push("report.structured_data_json", "is not a JSON object");
+                    None
+                }
+            },
+        };
+        let (Some(call_id), Some(structured)) = (call_id, structured) else {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        };
+        let report = CallReport {
+            key: CallKey {
+                vapi_call_id: call_id,
+                phone_number_id: opt(r.phone_number_id),
+                called_number: called(&r.called_number),
+                assistant_id: opt(r.assistant_id),
+                caller: Caller::parse(&r.customer_number),
+            },
+            started_at: ts(r.start_time),
+            ended_at: ts(r.end_time),
+            duration_seconds: Some(r.duration_seconds).filter(|d| *d > 0.0),
+            ended_reason: opt(r.ended_reason),
+            cost: Some(r.cost).filter(|c| *c > 0.0),
+            summary: opt(r.summary),
+            transcript: opt(r.transcript),
+            recording_url: opt(r.recording_url),
+            stereo_recording_url: opt(r.stereo_recording_url),
+            structured_data: structured,
+            success_evaluation: opt(r.success_evaluation),
+        };
+        let recorded = self.calls.record_report(report).await?;
+        Ok(Response::new(pb::RecordCallReportResponse {
+            call: Some(call_to_pb(&recorded.call)),
+            replay: recorded.replay,
+            lead: recorded.lead.as_ref().map(lead_to_pb),
+        }))
+    }
+
+    async fn get_call(
+        &self,
+        request: Request<pb::GetCallRequest>,
+    ) -> Result<Response<pb::GetCallResponse>, Status> {
+        let caller = principal(&request)?;
+        if caller.role == crate::auth::Role::Ingest {
+            caller.authorize(Access::AdminWrite)?;
+        }
+        let id = request.into_inner().id;
+        if id.trim().is_empty() {
+            return Err(ServiceError::invalid("id", "is required").into());
+        }
+        let found = self.calls.get_call(id.trim()).await?;
+        match CallsService::order_of(&found) {
+            Some(order) => caller.authorize(Access::ReadOrder(order))?,
+            None => caller.authorize(Access::ListOrders).and_then(|()| {
+                // Orphans belong to no order: admins and services only.
+                match caller.order_scope() {
+                    Some(_) => Err(ServiceError::PermissionDenied {
+                        message: "orphan calls are visible to admin and service keys only"
+                            .to_owned(),
+                    }),
+                    None => Ok(()),
+                }
+            })?,
+        }
+        Ok(Response::new(pb::GetCallResponse {
+            call: Some(call_to_pb(&found)),
+        }))
+    }
+
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize(Access::ListOrders)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let order = match opt(r.order_id) {
+            None => None,
+            Some(id) => v.check("order_id", OrderId::parse(&id)),
+        };
+        let status = match pb::CallStatus::try_from(r.status) {
+            Ok(pb::CallStatus::Unspecified) => None,
+            Ok(s) => CallStatus::from_vapi(&status_from_pb(s)),
+            Err(_) => {
+                v.push("status", "is not a CallStatus value");
+                None
+            }
+        };
+        let caller_number = match opt(r.caller_number) {
+            None => None,
+            Some(n) => v.check("caller_number", PhoneNumber::parse(&n)),
+        };
+        if !v.is_empty() {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        }
+        let order = match (caller.order_scope(), order) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(ServiceError::PermissionDenied {
+                    message: "this viewer key is scoped to another order".to_owned(),
+                }
+                .into());
+            }
+            (Some(own), _) => {
+                if r.orphans_only {
+                    return Err(ServiceError::PermissionDenied {
+                        message: "orphan calls are visible to admin and service keys only"
+                            .to_owned(),
+                    }
+                    .into());
+                }
+                Some(own)
+            }
+            (None, asked) => asked,
+        };
+        let filter = CallFilter {
+            order,
+            from: ts(r.start_time_from),
+            to: ts(r.start_time_to),
+            status,
+            orphans_only: r.orphans_only,
+            caller: caller_number,
+        };
+        let (rows, next) = self
+            .calls
+            .list_calls(filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListCallsResponse {
+            calls: rows.iter().map(call_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn list_leads(
+        &self,
+        request: Request<pb::ListLeadsRequest>,
+    ) -> Result<Response<pb::ListLeadsResponse>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize(Access::ListOrders)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let order = match opt(r.order_id) {
+            None => None,
+            Some(id) => v.check("order_id", OrderId::parse(&id)),
+        };
+        let status = match pb::LeadStatus::try_from(r.status) {
+            Ok(pb::LeadStatus::Unspecified) => None,
+            Ok(s) => LeadStatus::from_db(s.as_str_name().trim_start_matches("LEAD_STATUS_")),
+            Err(_) => {
+                v.push("status", "is not a LeadStatus value");
+                None
+            }
+        };
+        let intent = match pb::LeadIntent::try_from(r.intent) {
+            Ok(pb::LeadIntent::Unspecified) => None,
+            Ok(i) => Some(
+                i.as_str_name()
+                    .trim_start_matches("LEAD_INTENT_")
+                    .to_owned(),
+            ),
+            Err(_) => {
+                v.push("intent", "is not a LeadIntent value");
+                None
+            }
+        };
+        if !v.is_empty() {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        }
+        let order = match (caller.order_scope(), order) {
+            (Some(own), Some(asked)) if own != asked => {
+                return Err(ServiceError::PermissionDenied {
+                    message: "this viewer key is scoped to another order".to_owned(),
+                }
+                .into());
+            }
+            (Some(own), _) => Some(own),
+            (None, asked) => asked,
+        };
+        let filter = LeadFilter {
+            order,
+            status,
+            intent,
+            zone: opt(r.zone),
+        };
+        let (rows, next) = self
+            .calls
+            .list_leads(filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListLeadsResponse {
+            leads: rows.iter().map(lead_to_pb).collect(),
+            next_page_token: next,
+        }))
+    }
+
+    async fn update_lead(
+        &self,
+        request: Request<pb::UpdateLeadRequest>,
+    ) -> Result<Response<pb::UpdateLeadResponse>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize(Access::WriteLeads)?;
+        let pb::UpdateLeadRequest { lead, update_mask } = request.into_inner();
+        let Some(lead) = lead else {
+            return Err(ServiceError::invalid("lead", "is required").into());
+        };
+        let paths = update_mask.map(|m| m.paths).unwrap_or_default();
+        let mut v = Violations::new();
+        if lead.id.trim().is_empty() {
+            v.push("lead.id", "is required");
+        }
+        if paths.is_empty() {
+            v.push(
+                "update_mask",
+                "is required: name the fields to update (status, notes, assigned_agent)",
+            );
+        }
+        let (mut status, mut notes, mut agent) = (None, None, None);
+        for (i, path) in paths.iter().enumerate() {
+            match path.as_str() {
+                "status" => match pb::LeadStatus::try_from(lead.status) {
+                    Ok(pb::LeadStatus::Unspecified) | Err(_) => {
+                        v.push("lead.status", "must be a LeadStatus value when the mask names it")
+                    }
+                    Ok(s) => {
+                        status = LeadStatus::from_db(s.as_str_name().trim_start_matches("LEAD_STATUS_"))
+                    }
+                },
+                "notes" => notes = Some(lead.notes.trim().to_owned()),
+                "assigned_agent" => agent = Some(lead.assigned_agent.trim().to_owned()),
+                other => v.push(
+                    format!("update_mask.paths[{i}]"),
+                    format!("{other:?} is not an updatable field; allowed: status, notes, assigned_agent"),
+                ),
+            }
+        }
+        if !v.is_empty() {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        }
+        let updated = self
+            .calls
+            .update_lead(lead.id.trim(), status, notes, agent)
+            .await?;
+        Ok(Response::new(pb::UpdateLeadResponse {
+            lead: Some(lead_to_pb(&updated)),
+        }))
+    }
+}
+
+fn status_from_pb(s: pb::CallStatus) -> String {
+    s.as_str_name()
+        .trim_start_matches("CALL_STATUS_")
+        .to_ascii_lowercase()
+        .replace('_', "-")
+}
+
+fn status_to_pb(s: &str) -> pb::CallStatus {
+    match CallStatus::from_vapi(s) {
+        Some(CallStatus::Scheduled) => pb::CallStatus::Scheduled,
+        Some(CallStatus::Queued) => pb::CallStatus::Queued,
+        Some(CallStatus::Ringing) => pb::CallStatus::Ringing,
+        Some(CallStatus::InProgress) => pb::CallStatus::InProgress,
+        Some(CallStatus::Forwarding) => pb::CallStatus::Forwarding,
+        Some(CallStatus::Ended) => pb::CallStatus::Ended,
+        None => pb::CallStatus::Unspecified,
+    }
+}
+
+pub fn call_to_pb(c: &call::Model) -> pb::Call {
+    pb::Call {
+        id: c.id.clone(),
+        vapi_call_id: c.vapi_call_id.clone(),
+        order_id: c.order_id.clone().unwrap_or_default(),
+        orphan_reason: if c.order_id.is_none() {
+            c.orphan_reason.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
+        phone_number: c.phone_number.clone().unwrap_or_default(),
+        caller_number: c.caller_number.clone().unwrap_or_default(),
+        caller_withheld: c.caller_number.is_none(),
+        status: status_to_pb(&c.status) as i32,
+        start_time: c.started_at.map(timestamp),
+        end_time: c.ended_at.map(timestamp),
+        duration_seconds: c.duration_seconds.unwrap_or_default(),
+        ended_reason: c.ended_reason.clone().unwrap_or_default(),
+        cost: c.cost.unwrap_or_default(),
+        summary: c.summary.clone().unwrap_or_default(),
+        transcript: c.transcript.clone().unwrap_or_default(),
+        recording_url: c.recording_url.clone().unwrap_or_default(),
+        stereo_recording_url: c.stereo_recording_url.clone().unwrap_or_default(),
+        structured_data_json: c.structured_data.clone().unwrap_or_default(),
+        success_evaluation: c.success_evaluation.clone().unwrap_or_default(),
+        report_received: c.report_received_at.is_some(),
+        lead_id: c.lead_id.clone().unwrap_or_default(),
+        create_time: Some(timestamp(c.created_at)),
+        update_time: Some(timestamp(c.updated_at)),
+    }
+}
+
+pub fn lead_to_pb(l: &lead::Model) -> pb::Lead {
+    let status = match LeadStatus::from_db(&l.status) {
+        Some(LeadStatus::New) => pb::LeadStatus::New,
+        Some(LeadStatus::Contacted) => pb::LeadStatus::Contacted,
+        Some(LeadStatus::Qualified) => pb::LeadStatus::Qualified,
+        Some(LeadStatus::Closed) => pb::LeadStatus::Closed,
+        Some(LeadStatus::Lost) => pb::LeadStatus::Lost,
+        None => pb::LeadStatus::Unspecified,
+    };
+    let intent = match l.intent.as_deref().and_then(Intent::from_db) {
+        Some(Intent::Purchase) => pb::LeadIntent::Purchase,
+        Some(Intent::Sale) => pb::LeadIntent::Sale,
+        Some(Intent::Rent) => pb::LeadIntent::Rent,
+        Some(Intent::Valuation) => pb::LeadIntent::Valuation,
+        Some(Intent::Information) => pb::LeadIntent::Information,
+        None => pb::LeadIntent::Unspecified,
+    };
+    pb::Lead {
+        id: l.id.clone(),
+        order_id: l.order_id.clone(),
+        status: status as i32,
+        name: l.name.clone().unwrap_or_default(),
+        phone: l.phone.clone().unwrap_or_default(),
+        intent: intent as i32,
+        property_type: l.property_type.clone().unwrap_or_default(),
+        zone: l.zone.clone().unwrap_or_default(),
+        postcode: l.postcode.clone().unwrap_or_default(),
+        address: l.address.clone().unwrap_or_default(),
+        budget: l.budget.clone().unwrap_or_default(),
+        urgency: l.urgency.clone().unwrap_or_default(),
+        recommendation: l.recommendation.clone().unwrap_or_default(),
+        notes: l.notes.clone().unwrap_or_default(),
+        assigned_agent: l.assigned_agent.clone().unwrap_or_default(),
+        calls_count: l.calls_count,
+        last_call_id: l.last_call_id.clone().unwrap_or_default(),
+        last_call_time: Some(timestamp(l.last_call_at)),
+        create_time: Some(timestamp(l.created_at)),
+        update_time: Some(timestamp(l.updated_at)),
+    }
+}

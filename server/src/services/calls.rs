@@ -1,0 +1,391 @@
+//! Calls: routing of assistant requests, ingestion of status updates and
+//! end-of-call reports (one transaction each, idempotent), and reads.
+
+use chrono::{DateTime, Utc};
+use sea_orm::TransactionTrait;
+use tracing::{info, warn};
+
+use super::{ServiceError, paging};
+use crate::{
+    domain::{
+        CallStatus, OrderId, OrderStatus, PhoneNumber,
+        call::{CallEvent, CallKey, CallReport, LeadStatus},
+        lead::{self, LeadInput},
+    },
+    store::{
+        Store,
+        calls::{self, CallFilter, LeadFilter},
+        entities::{call, lead as lead_entity},
+        orders,
+    },
+};
+
+/// A repeat caller within this window updates the same lead.
+const LEAD_WINDOW_DAYS: i64 = 30;
+
+/// What a number that should not be answered says to the caller.
+pub const REFUSAL_SUSPENDED: &str = "Ci scusiamo, il servizio di questa agenzia non è al momento disponibile. La preghiamo di richiamare più tardi.";
+pub const REFUSAL_UNKNOWN: &str =
+    "Ci scusiamo, questo numero non è attivo. La preghiamo di verificare il numero chiamato.";
+
+/// The answer to an assistant request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routing {
+    Assistant {
+        assistant_id: String,
+        order: OrderId,
+    },
+    Refuse {
+        message: &'static str,
+        order: Option<OrderId>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordedReport {
+    pub call: call::Model,
+    pub replay: bool,
+    pub lead: Option<lead_entity::Model>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CallsService {
+    store: Store,
+}
+
+impl CallsService {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Which assistant answers; a read from the store only.
+    pub async fn resolve_assistant(
+        &self,
+        phone_number_id: Option<&str>,
+        called: Option<&PhoneNumber>,
+    ) -> Result<Routing, ServiceError> {
+        let key = CallKey {
+            vapi_call_id: String::new(),
+            phone_number_id: phone_number_id.map(ToOwned::to_owned),
+            called_number: called.cloned(),
+            assistant_id: None,
+            caller: crate::domain::call::Caller::Withheld,
+        };
+        let owner = calls::resolve_owner(self.store.conn(), &key, crate::domain::now()).await?;
+        let Some(order_id) = owner.order else {
+            return Ok(Routing::Refuse {
+                message: REFUSAL_UNKNOWN,
+                order: None,
+            });
+        };
+        let Some(order) = orders::find(self.store.conn(), order_id).await? else {
+            return Ok(Routing::Refuse {
+                message: REFUSAL_UNKNOWN,
+                order: None,
+            });
+        };
+        match (order.status, order.vapi_assistant_id) {
+            (OrderStatus::Setup | OrderStatus::Active, Some(assistant)) => Ok(Routing::Assistant {
+                assistant_id: assistant.to_string(),
+                order: order.id,
+            }),
+            (OrderStatus::Setup | OrderStatus::Active, None)
+            | (OrderStatus::Suspended | OrderStatus::Cancelled, _) => Ok(Routing::Refuse {
+                message: REFUSAL_SUSPENDED,
+                order: Some(order.id),
+            }),
+        }
+    }
+
+    /// A status update: creates the call if new, moves its status forward.
+    pub async fn record_event(
+        &self,
+        event: CallEvent,
+    ) -> Result<(call::Model, bool), ServiceError> {
+        let now = crate::domain::now();
+        let at = event.started_at.unwrap_or(now);
+        let _turn = self.store.write_turn().await;
+        let txn = self
+            .store
+            .conn()
+            .begin()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let owner = calls::resolve_owner(&txn, &event.key, at).await?;
+        calls::ensure_call(
+            &txn,
+            &event.key,
+            &owner,
+            event.status,
+            event.started_at,
+            now,
+        )
+        .await?;
+        let applied = calls::advance_status(
+            &txn,
+            &event.key.vapi_call_id,
+            event.status,
+            event.ended_reason.as_deref(),
+            now,
+        )
+        .await?;
+        let stored = calls::find_call(&txn, &event.key.vapi_call_id)
+            .await?
+            .ok_or_else(|| internal("call row vanished"))?;
+        txn.commit().await.map_err(crate::store::StoreError::from)?;
+        Ok((stored, applied))
+    }
+
+    /// An end-of-call report: call, lead and (later) the notification, in one
+    /// transaction. A report already recorded is a replay and changes nothing.
+    pub async fn record_report(&self, report: CallReport) -> Result<RecordedReport, ServiceError> {
+        let now = crate::domain::now();
+        let at = report.started_at.or(report.ended_at).unwrap_or(now);
+        let _turn = self.store.write_turn().await;
+        let txn = self
+            .store
+            .conn()
+            .begin()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        let owner = calls::resolve_owner(&txn, &report.key, at).await?;
+        calls::ensure_call(
+            &txn,
+            &report.key,
+            &owner,
+            CallStatus::Ended,
+            report.started_at,
+            now,
+        )
+        .await?;
+        let fresh = calls::record_report(&txn, &report, now).await?;
+        let stored = calls::find_call(&txn, &report.key.vapi_call_id)
+            .await?
+            .ok_or_else(|| internal("call row vanished"))?;
+        if !fresh {
+            txn.commit().await.map_err(crate::store::StoreError::from)?;
+            let lead = match &stored.lead_id {
+                Some(id) => calls::find_lead(self.store.conn(), id).await?,
+                None => None,
+            };
+            info!(vapi_call_id = %report.key.vapi_call_id, "end-of-call report replayed: nothing changed");
+            return Ok(RecordedReport {
+                call: stored,
+                replay: true,
+                lead,
+            });
+        }
+        // The row's owner was decided by its first message.
+        let order_id = stored
+            .order_id
+            .as_deref()
+            .and_then(|id| OrderId::parse(id).ok());
+        let lead = match order_id {
+            Some(order_id) => {
+                let order = orders::find(&txn, order_id).await?;
+                let zones = order.map(|o| o.zones).unwrap_or_default();
+                let draft = lead::extract(&LeadInput {
+                    structured: report.structured_data.as_ref(),
+                    summary: report.summary.as_deref(),
+                    transcript: report.transcript.as_deref(),
+                    caller: report.key.caller.number(),
+                    zones: &zones,
+                });
+                let lead = calls::upsert_lead(
+                    &txn,
+                    order_id,
+                    &draft,
+                    &stored.id,
+                    at,
+                    chrono::Duration::days(LEAD_WINDOW_DAYS),
+                    now,
+                )
+                .await?;
+                calls::set_call_lead(&txn, &stored.id, &lead.id).await?;
+                Some(lead)
+            }
+            None => {
+                warn!(
+                    vapi_call_id = %report.key.vapi_call_id,
+                    reason = stored.orphan_reason.as_deref().unwrap_or("unknown"),
+                    "orphan call: no order owns it"
+                );
+                None
+            }
+        };
+        let stored = calls::find_call(&txn, &report.key.vapi_call_id)
+            .await?
+            .ok_or_else(|| internal("call row vanished"))?;
+        txn.commit().await.map_err(crate::store::StoreError::from)?;
+        info!(vapi_call_id = %report.key.vapi_call_id, order_id = stored.order_id.as_deref().unwrap_or("-"), "end-of-call report recorded");
+        Ok(RecordedReport {
+            call: stored,
+            replay: false,
+            lead,
+        })
+    }
+
+    pub async fn get_call(&self, id: &str) -> Result<call::Model, ServiceError> {
+        calls::find_call(self.store.conn(), id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: "call",
+                id: id.to_owned(),
+            })
+    }
+
+    pub async fn list_calls(
+        &self,
+        filter: CallFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<call::Model>, String), ServiceError> {
+        let size = paging::page_size(page_size)?;
+        let fingerprint = paging::fingerprint(&[
+            "calls",
+            &filter.order.map(|o| o.to_string()).unwrap_or_default(),
+            &filter.from.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            &filter.to.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            filter.status.map(|s| s.as_vapi()).unwrap_or(""),
+            if filter.orphans_only { "orphans" } else { "" },
+            filter.caller.as_ref().map(|c| c.as_str()).unwrap_or(""),
+        ]);
+        let before = decode_cursor(paging::decode(page_token, &fingerprint)?)?;
+        let mut rows = calls::page_calls(self.store.conn(), &filter, before, size + 1).await?;
+        let next = next_token(&mut rows, size, &fingerprint, |c| {
+            (c.created_at, c.id.clone())
+        });
+        Ok((rows, next))
+    }
+
+    pub async fn list_leads(
+        &self,
+        filter: LeadFilter,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<(Vec<lead_entity::Model>, String), ServiceError> {
+        let size = paging::page_size(page_size)?;
+        let fingerprint = paging::fingerprint(&[
+            "leads",
+            &filter.order.map(|o| o.to_string()).unwrap_or_default(),
+            filter.status.map(|s| s.as_str()).unwrap_or(""),
+            filter.intent.as_deref().unwrap_or(""),
+            filter.zone.as_deref().unwrap_or(""),
+        ]);
+        let before = decode_cursor(paging::decode(page_token, &fingerprint)?)?;
+        let mut rows = calls::page_leads(self.store.conn(), &filter, before, size + 1).await?;
+        let next = next_token(&mut rows, size, &fingerprint, |l| {
+            (l.last_call_at, l.id.clone())
+        });
+        Ok((rows, next))
+    }
+
+    pub async fn get_lead(&self, id: &str) -> Result<lead_entity::Model, ServiceError> {
+        calls::find_lead(self.store.conn(), id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound {
+                resource: "lead",
+                id: id.to_owned(),
+            })
+    }
+
+    /// Status (forward only), notes and assigned agent.
+    pub async fn update_lead(
+        &self,
+        id: &str,
+        status: Option<LeadStatus>,
+        notes: Option<String>,
+        assigned_agent: Option<String>,
+    ) -> Result<lead_entity::Model, ServiceError> {
+        use sea_orm::ActiveValue::Set;
+        let current = self.get_lead(id).await?;
+        let mut model = lead_entity::ActiveModel {
+            revision: Set(current.revision + 1),
+            updated_at: Set(crate::domain::now()),
+            ..Default::default()
+        };
+        if let Some(next) = status {
+            let from = LeadStatus::from_db(&current.status).unwrap_or(LeadStatus::New);
+            if !from.can_move_to(next) {
+                return Err(ServiceError::FailedPrecondition {
+                    reason: "INVALID_LEAD_TRANSITION",
+                    message: format!(
+                        "a lead cannot go from {} to {}; allowed: NEW -> CONTACTED -> QUALIFIED -> CLOSED, and LOST from any open status",
+                        from.as_str(),
+                        next.as_str()
+                    ),
+                });
+            }
+            model.status = Set(next.as_str().to_owned());
+        }
+        if let Some(notes) = notes {
+            model.notes = Set(Some(notes).filter(|n| !n.is_empty()));
+        }
+        if let Some(agent) = assigned_agent {
+            model.assigned_agent = Set(Some(agent).filter(|a| !a.is_empty()));
+        }
+        let _turn = self.store.write_turn().await;
+        if !calls::update_lead_if_revision(self.store.conn(), model, id, current.revision).await? {
+            return Err(ServiceError::Aborted {
+                reason: "CONCURRENT_UPDATE",
+                message: format!(
+                    "lead {id} was changed by another request; read it again and retry"
+                ),
+            });
+        }
+        self.get_lead(id).await
+    }
+
+    /// The setup checklist's "first inbound call received".
+    pub async fn first_call_of(&self, order: OrderId) -> Result<Option<call::Model>, ServiceError> {
+        Ok(calls::first_call(self.store.conn(), order).await?)
+    }
+
+    /// The order a call belongs to (for viewer checks).
+    pub fn order_of(call: &call::Model) -> Option<OrderId> {
+        call.order_id
+            .as_deref()
+            .and_then(|id| OrderId::parse(id).ok())
+    }
+}
+
+fn internal(what: &str) -> ServiceError {
+    ServiceError::Store(crate::store::StoreError::Corrupt {
+        table: "calls",
+        id: String::new(),
+        reason: what.to_owned(),
+    })
+}
+
+/// Cursor "<rfc3339>|<id>" inside the opaque page token.
+fn decode_cursor(after: Option<String>) -> Result<Option<(DateTime<Utc>, String)>, ServiceError> {
+    let Some(after) = after else {
+        return Ok(None);
+    };
+    let invalid =
+        || ServiceError::invalid("page_token", "is not a page token returned by this API");
+    let (at, id) = after.split_once('|').ok_or_else(invalid)?;
+    let at = DateTime::parse_from_rfc3339(at)
+        .map_err(|_| invalid())?
+        .with_timezone(&Utc);
+    Ok(Some((at, id.to_owned())))
+}
+
+fn next_token<T>(
+    rows: &mut Vec<T>,
+    size: u64,
+    fingerprint: &str,
+    key: impl Fn(&T) -> (DateTime<Utc>, String),
+) -> String {
+    if rows.len() as u64 > size {
+        rows.truncate(size as usize);
+        rows.last()
+            .map(|last| {
+                let (at, id) = key(last);
+                paging::encode(&format!("{}|{id}", at.to_rfc3339()), fingerprint)
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}

@@ -1,0 +1,466 @@
+//! Calls and leads: idempotent by the Vapi call id (a unique key), with
+//! conditional updates so that status never moves backwards and a report is
+//! recorded once.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, OnConflict},
+};
+
+use super::{
+    StoreError,
+    entities::{
+        call::{self, Entity as Calls},
+        lead::{self, Entity as Leads},
+        order::{self, Entity as Orders},
+        phone_number::{self, Entity as Numbers},
+    },
+};
+use crate::domain::{
+    CallStatus, OrderId, OrderStatus, PhoneNumber,
+    call::{CallKey, CallReport, LeadStatus},
+    lead::LeadDraft,
+};
+
+/// Who owns a call, or why nobody does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub order: Option<OrderId>,
+    pub number: Option<PhoneNumber>,
+    pub orphan_reason: Option<String>,
+}
+
+/// The order whose assignment of the called number covered `at`; else the
+/// only live order with the call's assistant; else an orphan, with the reason.
+pub async fn resolve_owner(
+    db: &impl ConnectionTrait,
+    key: &CallKey,
+    at: DateTime<Utc>,
+) -> Result<Owner, StoreError> {
+    let mut number = None;
+    if let Some(vapi_id) = &key.phone_number_id {
+        let row = Numbers::find()
+            .filter(phone_number::Column::VapiPhoneNumberId.eq(vapi_id.as_str()))
+            .one(db)
+            .await?;
+        number = row.and_then(|r| PhoneNumber::from_stored(&r.number).ok());
+    }
+    if number.is_none() {
+        number = key.called_number.clone();
+    }
+    if let Some(n) = &number
+        && let Some(order) = super::numbers::holder_at(db, n, at).await?
+    {
+        return Ok(Owner {
+            order: Some(order),
+            number,
+            orphan_reason: None,
+        });
+    }
+    if let Some(assistant) = &key.assistant_id {
+        let orders = Orders::find()
+            .filter(order::Column::VapiAssistantId.eq(assistant.as_str()))
+            .filter(order::Column::Status.ne(OrderStatus::Cancelled.as_str()))
+            .limit(2)
+            .all(db)
+            .await?;
+        if orders.len() == 1
+            && let Ok(id) = OrderId::parse(&orders[0].id)
+        {
+            return Ok(Owner {
+                order: Some(id),
+                number,
+                orphan_reason: None,
+            });
+        }
+    }
+    let reason = match &number {
+        Some(n) => format!("no order held {} at {}", n.masked(), at.to_rfc3339()),
+        None => "the called number is unknown (no known phone-number id, no number)".to_owned(),
+    };
+    Ok(Owner {
+        order: None,
+        number,
+        orphan_reason: Some(reason),
+    })
+}
+
+/// Creates the call's row if it does not exist yet (first message wins the
+/// insert; the unique key makes concurrent first messages safe).
+pub async fn ensure_call(
+    db: &impl ConnectionTrait,
+    key: &CallKey,
+    owner: &Owner,
+    status: CallStatus,
+    started_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    Calls::insert(call::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        vapi_call_id: Set(key.vapi_call_id.clone()),
+        order_id: Set(owner.order.map(|o| o.to_string())),
+        orphan_reason: Set(owner.orphan_reason.clone()),
+        phone_number: Set(owner.number.as_ref().map(|n| n.as_str().to_owned())),
+        phone_number_id: Set(key.phone_number_id.clone()),
+        assistant_id: Set(key.assistant_id.clone()),
+        caller_number: Set(key.caller.number().map(|n| n.as_str().to_owned())),
+        status: Set(status.as_vapi().to_owned()),
+        status_rank: Set(status.rank()),
+        started_at: Set(started_at),
+        ended_at: Set(None),
+        duration_seconds: Set(None),
+        ended_reason: Set(None),
+        cost: Set(None),
+        summary: Set(None),
+        transcript: Set(None),
+        recording_url: Set(None),
+        stereo_recording_url: Set(None),
+        structured_data: Set(None),
+        success_evaluation: Set(None),
+        report_received_at: Set(None),
+        lead_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(call::Column::VapiCallId)
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+/// Moves the call's status forward; returns whether it moved.
+pub async fn advance_status(
+    db: &impl ConnectionTrait,
+    vapi_call_id: &str,
+    status: CallStatus,
+    ended_reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut update = Calls::update_many()
+        .col_expr(call::Column::Status, Expr::value(status.as_vapi()))
+        .col_expr(call::Column::StatusRank, Expr::value(status.rank()))
+        .col_expr(call::Column::UpdatedAt, Expr::value(now));
+    if let Some(reason) = ended_reason {
+        update = update.col_expr(call::Column::EndedReason, Expr::value(reason.to_owned()));
+    }
+    let done = update
+        .filter(call::Column::VapiCallId.eq(vapi_call_id))
+        .filter(call::Column::StatusRank.lt(status.rank()))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Writes the report onto the call unless one was recorded already.
+/// Returns false for a replay.
+pub async fn record_report(
+    db: &impl ConnectionTrait,
+    report: &CallReport,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let structured = report
+        .structured_data
+        .as_ref()
+        .map(serde_json::Value::to_string);
+    let mut update = Calls::update_many()
+        .col_expr(
+            call::Column::Status,
+            Expr::value(CallStatus::Ended.as_vapi()),
+        )
+        .col_expr(
+            call::Column::StatusRank,
+            Expr::value(CallStatus::Ended.rank()),
+        )
+        .col_expr(call::Column::EndedAt, Expr::value(report.ended_at))
+        .col_expr(
+            call::Column::DurationSeconds,
+            Expr::value(report.duration()),
+        )
+        .col_expr(
+            call::Column::EndedReason,
+            Expr::value(report.ended_reason.clone()),
+        )
+        .col_expr(call::Column::Cost, Expr::value(report.cost))
+        .col_expr(call::Column::Summary, Expr::value(report.summary.clone()))
+        .col_expr(
+            call::Column::Transcript,
+            Expr::value(report.transcript.clone()),
+        )
+        .col_expr(
+            call::Column::RecordingUrl,
+            Expr::value(report.recording_url.clone()),
+        )
+        .col_expr(
+            call::Column::StereoRecordingUrl,
+            Expr::value(report.stereo_recording_url.clone()),
+        )
+        .col_expr(call::Column::StructuredData, Expr::value(structured))
+        .col_expr(
+            call::Column::SuccessEvaluation,
+            Expr::value(report.success_evaluation.clone()),
+        )
+        .col_expr(call::Column::ReportReceivedAt, Expr::value(Some(now)))
+        .col_expr(call::Column::UpdatedAt, Expr::value(now));
+    if let Some(started) = report.started_at {
+        update = update.col_expr(call::Column::StartedAt, Expr::value(Some(started)));
+    }
+    if let Some(caller) = report.key.caller.number() {
+        update = update.col_expr(
+            call::Column::CallerNumber,
+            Expr::value(caller.as_str().to_owned()),
+        );
+    }
+    let done = update
+        .filter(call::Column::VapiCallId.eq(report.key.vapi_call_id.as_str()))
+        .filter(call::Column::ReportReceivedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+pub async fn find_call(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<call::Model>, StoreError> {
+    Ok(Calls::find()
+        .filter(
+            Condition::any()
+                .add(call::Column::Id.eq(id))
+                .add(call::Column::VapiCallId.eq(id)),
+        )
+        .one(db)
+        .await?)
+}
+
+pub async fn set_call_lead(
+    db: &impl ConnectionTrait,
+    call_id: &str,
+    lead_id: &str,
+) -> Result<(), StoreError> {
+    Calls::update_many()
+        .col_expr(call::Column::LeadId, Expr::value(lead_id.to_owned()))
+        .filter(call::Column::Id.eq(call_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Creates a lead, or updates the order's lead for the same caller if they
+/// called within the window.
+pub async fn upsert_lead(
+    db: &impl ConnectionTrait,
+    order: OrderId,
+    draft: &LeadDraft,
+    call_id: &str,
+    call_at: DateTime<Utc>,
+    window: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<lead::Model, StoreError> {
+    let phone = draft.phone.as_ref().map(|p| p.as_str().to_owned());
+    let existing = match &phone {
+        Some(phone) => {
+            Leads::find()
+                .filter(lead::Column::OrderId.eq(order.to_string()))
+                .filter(lead::Column::Phone.eq(phone.as_str()))
+                .filter(lead::Column::LastCallAt.gte(call_at - window))
+                .order_by_desc(lead::Column::LastCallAt)
+                .one(db)
+                .await?
+        }
+        None => None,
+    };
+    let intent = draft.intent.map(|i| i.as_str().to_owned());
+    match existing {
+        Some(found) => {
+            // Newer information fills in; what was known stays when the new
+            // call did not say.
+            let keep = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
+            let updated = lead::ActiveModel {
+                id: Set(found.id.clone()),
+                name: Set(keep(&draft.name, &found.name)),
+                intent: Set(keep(&intent, &found.intent)),
+                property_type: Set(keep(&draft.property_type, &found.property_type)),
+                zone: Set(keep(&draft.zone, &found.zone)),
+                postcode: Set(keep(&draft.postcode, &found.postcode)),
+                address: Set(keep(&draft.address, &found.address)),
+                budget: Set(keep(&draft.budget, &found.budget)),
+                urgency: Set(keep(&draft.urgency, &found.urgency)),
+                recommendation: Set(keep(&draft.recommendation, &found.recommendation)),
+                calls_count: Set(found.calls_count + 1),
+                last_call_id: Set(Some(call_id.to_owned())),
+                last_call_at: Set(call_at.max(found.last_call_at)),
+                revision: Set(found.revision + 1),
+                updated_at: Set(now),
+                ..Default::default()
+            };
+            Ok(Leads::update(updated).exec(db).await?)
+        }
+        None => {
+            let model = lead::ActiveModel {
+                id: Set(uuid::Uuid::now_v7().to_string()),
+                order_id: Set(order.to_string()),
+                status: Set(LeadStatus::New.as_str().to_owned()),
+                name: Set(draft.name.clone()),
+                phone: Set(phone),
+                intent: Set(intent),
+                property_type: Set(draft.property_type.clone()),
+                zone: Set(draft.zone.clone()),
+                postcode: Set(draft.postcode.clone()),
+                address: Set(draft.address.clone()),
+                budget: Set(draft.budget.clone()),
+                urgency: Set(draft.urgency.clone()),
+                recommendation: Set(draft.recommendation.clone()),
+                notes: Set(None),
+                assigned_agent: Set(None),
+                calls_count: Set(1),
+                last_call_id: Set(Some(call_id.to_owned())),
+                last_call_at: Set(call_at),
+                revision: Set(1),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            Ok(Leads::insert(model).exec_with_returning(db).await?)
+        }
+    }
+}
+
+pub async fn find_lead(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<lead::Model>, StoreError> {
+    Ok(Leads::find_by_id(id.to_owned()).one(db).await?)
+}
+
+/// Filters of a calls page.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    pub order: Option<OrderId>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub status: Option<CallStatus>,
+    pub orphans_only: bool,
+    pub caller: Option<PhoneNumber>,
+}
+
+/// Newest first, by (created_at, id), after the cursor.
+pub async fn page_calls(
+    db: &impl ConnectionTrait,
+    filter: &CallFilter,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> Result<Vec<call::Model>, StoreError> {
+    let mut query = Calls::find();
+    if let Some(order) = filter.order {
+        query = query.filter(call::Column::OrderId.eq(order.to_string()));
+    }
+    if filter.orphans_only {
+        query = query.filter(call::Column::OrderId.is_null());
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(call::Column::StartedAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        query = query.filter(call::Column::StartedAt.lt(to));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(call::Column::Status.eq(status.as_vapi()));
+    }
+    if let Some(caller) = &filter.caller {
+        query = query.filter(call::Column::CallerNumber.eq(caller.as_str()));
+    }
+    if let Some((at, id)) = before {
+        query = query.filter(
+            Condition::any().add(call::Column::CreatedAt.lt(at)).add(
+                Condition::all()
+                    .add(call::Column::CreatedAt.eq(at))
+                    .add(call::Column::Id.lt(id)),
+            ),
+        );
+    }
+    Ok(query
+        .order_by_desc(call::Column::CreatedAt)
+        .order_by_desc(call::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Filters of a leads page.
+#[derive(Debug, Clone, Default)]
+pub struct LeadFilter {
+    pub order: Option<OrderId>,
+    pub status: Option<LeadStatus>,
+    pub intent: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// Most recently called first, by (last_call_at, id), after the cursor.
+pub async fn page_leads(
+    db: &impl ConnectionTrait,
+    filter: &LeadFilter,
+    before: Option<(DateTime<Utc>, String)>,
+    limit: u64,
+) -> Result<Vec<lead::Model>, StoreError> {
+    let mut query = Leads::find();
+    if let Some(order) = filter.order {
+        query = query.filter(lead::Column::OrderId.eq(order.to_string()));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(lead::Column::Status.eq(status.as_str()));
+    }
+    if let Some(intent) = &filter.intent {
+        query = query.filter(lead::Column::Intent.eq(intent.as_str()));
+    }
+    if let Some(zone) = &filter.zone {
+        query = query.filter(lead::Column::Zone.eq(zone.as_str()));
+    }
+    if let Some((at, id)) = before {
+        query = query.filter(
+            Condition::any().add(lead::Column::LastCallAt.lt(at)).add(
+                Condition::all()
+                    .add(lead::Column::LastCallAt.eq(at))
+                    .add(lead::Column::Id.lt(id)),
+            ),
+        );
+    }
+    Ok(query
+        .order_by_desc(lead::Column::LastCallAt)
+        .order_by_desc(lead::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await?)
+}
+
+/// Writes a lead if its revision is still `expected`.
+pub async fn update_lead_if_revision(
+    db: &impl ConnectionTrait,
+    model: lead::ActiveModel,
+    id: &str,
+    expected: i64,
+) -> Result<bool, StoreError> {
+    let done = Leads::update_many()
+        .set(model)
+        .filter(lead::Column::Id.eq(id))
+        .filter(lead::Column::Revision.eq(expected))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
+/// Whether any call of the order has been recorded (setup checklist).
+pub async fn first_call(
+    db: &impl ConnectionTrait,
+    order: OrderId,
+) -> Result<Option<call::Model>, StoreError> {
+    Ok(Calls::find()
+        .filter(call::Column::OrderId.eq(order.to_string()))
+        .order_by_asc(call::Column::CreatedAt)
+        .one(db)
+        .await?)
+}
