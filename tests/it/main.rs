@@ -1,6 +1,7 @@
 //! End-to-end tests: the real server, the real SDK, a real database.
 
 mod auth;
+mod calls;
 mod fakes;
 mod helpers;
 mod number_races;

@@ -901,7 +901,7 @@ impl NumbersService {
                     "AssignNumber first",
                 ));
             }
-            items.extend(self.later_items(&order));
+            items.extend(self.later_items(&order).await?);
             return Ok(items);
         };
         items.push(Check::new(
@@ -921,14 +921,15 @@ impl NumbersService {
             }
         }
         let _ = (Declared, Pass);
-        items.extend(self.later_items(&order));
+        items.extend(self.later_items(&order).await?);
         Ok(items)
     }
 
     /// Items that later capabilities prove; never a PASS nobody proved.
-    fn later_items(&self, order: &Order) -> Vec<Check> {
-        use CheckResult::{Declared, Unknown};
-        vec![
+    async fn later_items(&self, order: &Order) -> Result<Vec<Check>, ServiceError> {
+        use CheckResult::{Declared, Pass, Unknown};
+        let first_call = crate::store::calls::first_call(self.store.conn(), order.id).await?;
+        Ok(vec![
             if order.whatsapp_sender_declared {
                 Check::new(
                     "whatsapp_sender_enabled",
@@ -944,19 +945,31 @@ impl NumbersService {
                     "Problema: Numero Twilio non può inviare WhatsApp. Enable WhatsApp Business API on the number in Twilio, then set whatsapp_sender_declared with UpdateOrder",
                 )
             },
-            Check::new(
-                "first_inbound_call",
-                Unknown,
-                "no call has been recorded for this order yet",
-                "Call the agency's landline and check that the call is forwarded and answered",
-            ),
+            match first_call {
+                Some(call) => Check::new(
+                    "first_inbound_call",
+                    Pass,
+                    format!(
+                        "first call {} recorded at {}",
+                        call.vapi_call_id,
+                        call.created_at.to_rfc3339()
+                    ),
+                    "",
+                ),
+                None => Check::new(
+                    "first_inbound_call",
+                    Unknown,
+                    "no call has been recorded for this order yet",
+                    "Problema: Chiamata non arriva su Twilio. Call the agency's landline and check that the call is forwarded and answered",
+                ),
+            },
             Check::new(
                 "first_whatsapp_delivered",
                 Unknown,
                 "no WhatsApp summary has been delivered for this order yet",
                 "Problema: WhatsApp non arriva. Check the agent numbers and the WhatsApp sender",
             ),
-        ]
+        ])
     }
 }
 

@@ -1,0 +1,777 @@
+//! Calls through POST /webhooks/vapi: authentication, bad input, simultaneous
+//! calls to two agencies, leads, routing.
+
+use std::{collections::HashSet, sync::Arc, time::SystemTime};
+
+use centralino_sdk::{Client, proto};
+use rand::{Rng, SeedableRng, seq::SliceRandom};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDb, sample_order};
+
+const SECRET: &str = "vapi-webhook-secret-for-calls";
+const FEDERICO_NUMBER: &str = "+390211112222";
+const GIANLUCA_NUMBER: &str = "+390233334444";
+const FEDERICO_ASSISTANT: &str = "11111111-1111-4111-8111-111111111111";
+const GIANLUCA_ASSISTANT: &str = "22222222-2222-4222-8222-222222222222";
+
+async fn spawn_with(db: TestDb, extra: &[&str]) -> TestApp {
+    let mut args = vec!["--vapi-webhook-secret".to_owned(), SECRET.to_owned()];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    TestApp::spawn_full(db, &[], args).await
+}
+
+fn webhook(app: &TestApp) -> String {
+    format!("http://{}/webhooks/vapi", app.http_addr)
+}
+
+async fn post(http: &reqwest::Client, app: &TestApp, body: &Value) -> (u16, Value) {
+    let response = http
+        .post(webhook(app))
+        .header("X-Vapi-Secret", SECRET)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn report(call_id: &str, number: &str, customer: &str, started: &str, structured: Value) -> Value {
+    json!({"message": {
+        "type": "end-of-call-report",
+        "timestamp": 1773308705310u64,
+        "endedReason": "customer-ended-call",
+        "startedAt": started,
+        "endedAt": "2099-01-01T00:00:00.000Z",
+        "cost": 0.2,
+        "call": {"id": call_id, "type": "inboundPhoneCall", "phoneNumberId": "7c2a1e9b-0000-4000-8000-000000000000"},
+        "phoneNumber": {"number": number},
+        "customer": {"number": customer},
+        "artifact": {
+            "transcript": "AI: Buongiorno, agenzia immobiliare.\nUser: Buongiorno, vorrei vendere il mio appartamento.",
+            "recording": {"mono": {"combinedUrl": "https://storage.vapi.ai/rec.wav"}, "stereoUrl": "https://storage.vapi.ai/rec-stereo.wav"}
+        },
+        "analysis": {"summary": "Il cliente vuole vendere.", "structuredData": structured, "successEvaluation": "true"}
+    }})
+}
+
+fn status_update(
+    call_id: &str,
+    number: &str,
+    customer: &str,
+    status: &str,
+    started: &str,
+) -> Value {
+    json!({"message": {
+        "type": "status-update",
+        "status": status,
+        "timestamp": 1773308705310u64,
+        "call": {"id": call_id, "type": "inboundPhoneCall", "startedAt": started, "phoneNumberId": "7c2a1e9b-0000-4000-8000-000000000000"},
+        "phoneNumber": {"number": number},
+        "customer": {"number": customer}
+    }})
+}
+
+async fn setup_agencies(client: &Client) -> (proto::Order, proto::Order) {
+    let mut federico = sample_order("Iconacasa Federico");
+    federico.brand = "Iconacasa".to_owned();
+    federico.vapi_assistant_id = FEDERICO_ASSISTANT.to_owned();
+    let federico = client.orders().create_order(federico).await.unwrap();
+    let mut gianluca = sample_order("Tempocasa Gianluca");
+    gianluca.vapi_assistant_id = GIANLUCA_ASSISTANT.to_owned();
+    let gianluca = client.orders().create_order(gianluca).await.unwrap();
+    client
+        .numbers()
+        .assign_number(&federico.id, FEDERICO_NUMBER, "")
+        .await
+        .unwrap();
+    client
+        .numbers()
+        .assign_number(&gianluca.id, GIANLUCA_NUMBER, "")
+        .await
+        .unwrap();
+    (federico, gianluca)
+}
+
+async fn all_calls(client: &Client, order_id: &str) -> Vec<proto::Call> {
+    let mut calls = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .calls()
+            .list_calls(proto::ListCallsRequest {
+                order_id: order_id.to_owned(),
+                page_size: 200,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        calls.extend(page.calls);
+        if page.next_page_token.is_empty() {
+            return calls;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn simultaneous_calls_to_two_agencies_are_each_stored_once_under_the_right_one() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, gianluca) = setup_agencies(&client).await;
+    let started = chrono::Utc::now().to_rfc3339();
+
+    // 100 calls, each with 3 status updates and a report, each sent 1-3 times,
+    // all shuffled and sent 16 at a time.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261127);
+    let mut expected = Vec::new();
+    let mut requests = Vec::new();
+    for i in 0..100 {
+        let (order, number) = if rng.random_bool(0.5) {
+            (&federico.id, FEDERICO_NUMBER)
+        } else {
+            (&gianluca.id, GIANLUCA_NUMBER)
+        };
+        let call_id = format!("call-{i:03}-{}", uuid::Uuid::new_v4().simple());
+        let customer = format!("+39347{:07}", 1_000_000 + i);
+        expected.push((call_id.clone(), order.clone(), customer.clone()));
+        let mut messages = vec![report(&call_id, number, &customer, &started, json!({}))];
+        for status in ["ringing", "in-progress", "ended"] {
+            messages.push(status_update(&call_id, number, &customer, status, &started));
+        }
+        for message in messages {
+            for _ in 0..rng.random_range(1..=3) {
+                requests.push(message.clone());
+            }
+        }
+    }
+    requests.shuffle(&mut rng);
+    let http = reqwest::Client::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(16));
+    let app_http = webhook(&app);
+    let mut tasks = Vec::new();
+    for body in requests {
+        let http = http.clone();
+        let url = app_http.clone();
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let status = http
+                .post(url)
+                .header("X-Vapi-Secret", SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            drop(permit);
+            status
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+
+    let federico_calls = all_calls(&client, &federico.id).await;
+    let gianluca_calls = all_calls(&client, &gianluca.id).await;
+    assert_eq!(
+        federico_calls.len() + gianluca_calls.len(),
+        100,
+        "every call stored once"
+    );
+    for (calls, order) in [
+        (&federico_calls, &federico.id),
+        (&gianluca_calls, &gianluca.id),
+    ] {
+        let ids: HashSet<&str> = calls.iter().map(|c| c.vapi_call_id.as_str()).collect();
+        assert_eq!(ids.len(), calls.len(), "no duplicates");
+        for call in calls.iter() {
+            let (_, want_order, customer) = expected
+                .iter()
+                .find(|(id, _, _)| *id == call.vapi_call_id)
+                .unwrap();
+            assert_eq!(want_order, order, "no cross-talk for {}", call.vapi_call_id);
+            assert_eq!(&call.caller_number, customer);
+            assert!(call.report_received);
+            assert_eq!(call.status, proto::CallStatus::Ended as i32);
+            assert!(!call.lead_id.is_empty(), "a lead for every call");
+            assert_eq!(call.recording_url, "https://storage.vapi.ai/rec.wav");
+        }
+    }
+    let leads = client
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: federico.id.clone(),
+            page_size: 200,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leads;
+    assert_eq!(leads.len(), federico_calls.len(), "one lead per caller");
+    assert!(
+        leads
+            .iter()
+            .all(|l| l.order_id == federico.id && l.calls_count == 1)
+    );
+    assert!(
+        leads
+            .iter()
+            .all(|l| l.intent == proto::LeadIntent::Sale as i32)
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_report_that_arrives_after_the_number_changed_hands_lands_on_the_old_order() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, _) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    // The call starts while Federico holds the number...
+    let (status, _) = post(
+        &http,
+        &app,
+        &status_update(
+            "late-1",
+            FEDERICO_NUMBER,
+            "+393471112223",
+            "ringing",
+            &started,
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // ...the number moves to a new agency...
+    client
+        .numbers()
+        .release_number(&federico.id, false)
+        .await
+        .unwrap();
+    let newcomer = client
+        .orders()
+        .create_order(sample_order("Nuova agenzia"))
+        .await
+        .unwrap();
+    client
+        .numbers()
+        .assign_number(&newcomer.id, FEDERICO_NUMBER, "")
+        .await
+        .unwrap();
+    // ...and only then the report of a call started before, and another call's.
+    let (status, body) = post(
+        &http,
+        &app,
+        &report(
+            "late-1",
+            FEDERICO_NUMBER,
+            "+393471112223",
+            &started,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = post(
+        &http,
+        &app,
+        &report(
+            "late-2",
+            FEDERICO_NUMBER,
+            "+393471112299",
+            &started,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let call = client
+        .calls()
+        .get_call(proto::GetCallRequest {
+            id: "late-1".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!(
+        call.order_id, federico.id,
+        "the order that held the number at the call's start"
+    );
+    let call = client
+        .calls()
+        .get_call(proto::GetCallRequest {
+            id: "late-2".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert_eq!(
+        call.order_id, federico.id,
+        "started before the number changed hands"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn replays_change_nothing_and_unknown_numbers_become_orphans() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    let body = report(
+        "replay-1",
+        GIANLUCA_NUMBER,
+        "+393471112223",
+        &started,
+        json!({}),
+    );
+    let (_, first) = post(&http, &app, &body).await;
+    assert_eq!(first["replay"], false);
+    let (status, second) = post(&http, &app, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["replay"], true);
+    assert_eq!(second["callId"], first["callId"]);
+
+    let (status, orphan) = post(
+        &http,
+        &app,
+        &report(
+            "orphan-1",
+            "+390299999999",
+            "+393471112223",
+            &started,
+            json!({}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(orphan["orphan"], true);
+    let orphans = client
+        .calls()
+        .list_calls(proto::ListCallsRequest {
+            orphans_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert_eq!(orphans.len(), 1);
+    assert!(
+        orphans[0].orphan_reason.contains("no order held"),
+        "{}",
+        orphans[0].orphan_reason
+    );
+    assert!(
+        orphans[0].lead_id.is_empty(),
+        "orphans are never attached to an order"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn leads_come_from_italian_or_english_keys_and_from_the_caller_when_analysis_is_empty() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (_, gianluca) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    let italian = json!({"nome": "Mario Rossi", "telefono": "+39 333 111 2222", "richiesta": "acquisto", "zona": "Isola", "cap": "20159", "budget": 250000});
+    let english = json!({"name": "Mario Rossi", "phone": "+393331112222", "intent": "purchase", "zone": "Isola", "postcode": "20159", "budget": "250000"});
+    let mut leads = Vec::new();
+    for (i, structured) in [italian, english].into_iter().enumerate() {
+        let (_, body) = post(
+            &http,
+            &app,
+            &report(
+                &format!("lead-{i}"),
+                GIANLUCA_NUMBER,
+                "+393471110000",
+                &started,
+                structured,
+            ),
+        )
+        .await;
+        let call = client
+            .calls()
+            .get_call(proto::GetCallRequest {
+                id: body["callId"].as_str().unwrap().to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .call
+            .unwrap();
+        leads.push(call.lead_id);
+    }
+    let all = client
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: gianluca.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leads;
+    // The same caller twice within 30 days: one lead, two calls.
+    assert_eq!(leads[0], leads[1]);
+    assert_eq!(all.len(), 1);
+    let lead = &all[0];
+    assert_eq!(lead.calls_count, 2);
+    assert_eq!(lead.name, "Mario Rossi");
+    assert_eq!(lead.phone, "+393331112222");
+    assert_eq!(lead.intent, proto::LeadIntent::Purchase as i32);
+    assert_eq!(lead.zone, "Isola");
+    assert_eq!(lead.postcode, "20159");
+    assert_eq!(lead.budget, "250000");
+
+    // Vapi leaves analysis empty when it times out: the caller is still a lead.
+    let mut empty = report(
+        "lead-empty",
+        GIANLUCA_NUMBER,
+        "+393478889999",
+        &started,
+        json!({}),
+    );
+    empty["message"]["analysis"] = json!({});
+    empty["message"]["artifact"] = json!({});
+    let (status, _) = post(&http, &app, &empty).await;
+    assert_eq!(status, 200);
+    let all = client
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: gianluca.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leads;
+    assert!(all.iter().any(|l| l.phone == "+393478889999"), "{all:?}");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn assistant_requests_get_the_assistant_or_a_short_italian_refusal() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, _) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let ask = |number: &str| json!({"message": {"type": "assistant-request", "call": {"id": "ar-1", "status": "ringing"}, "phoneNumber": {"number": number}, "customer": {"number": "+393471112223"}}});
+
+    let (status, body) = post(&http, &app, &ask(FEDERICO_NUMBER)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"assistantId": FEDERICO_ASSISTANT}));
+
+    let (_, body) = post(&http, &app, &ask("+390299999999")).await;
+    assert!(body["error"].as_str().unwrap().contains("numero"), "{body}");
+
+    let suspend = |s: proto::OrderStatus| proto::Order {
+        id: federico.id.clone(),
+        status: s as i32,
+        ..Default::default()
+    };
+    client
+        .orders()
+        .update_order(suspend(proto::OrderStatus::Active), &["status"])
+        .await
+        .unwrap();
+    client
+        .orders()
+        .update_order(suspend(proto::OrderStatus::Suspended), &["status"])
+        .await
+        .unwrap();
+    let (_, body) = post(&http, &app, &ask(FEDERICO_NUMBER)).await;
+    assert!(body.get("assistantId").is_none(), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("Ci scusiamo"),
+        "{body}"
+    );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn each_auth_mode_accepts_its_credential_and_refuses_the_rest_storing_nothing() {
+    let started = chrono::Utc::now().to_rfc3339();
+    let body = report(
+        "auth-1",
+        FEDERICO_NUMBER,
+        "+393471112223",
+        &started,
+        json!({}),
+    );
+    let raw = serde_json::to_vec(&body).unwrap();
+    for mode in ["secret", "bearer", "hmac"] {
+        let app = spawn_with(TestDb::new().await, &["--vapi-webhook-auth", mode]).await;
+        let client = app.admin().await;
+        let auth = centralino_server::webhook::auth::WebhookAuth::from_config(
+            mode,
+            SECRET.parse().unwrap(),
+            None,
+            None,
+            None,
+            None,
+            300,
+        )
+        .unwrap();
+        let wrong = centralino_server::webhook::auth::WebhookAuth::from_config(
+            mode,
+            "not-the-secret".parse().unwrap(),
+            None,
+            None,
+            None,
+            None,
+            300,
+        )
+        .unwrap();
+        let now = SystemTime::now();
+        let stale = now - std::time::Duration::from_secs(3600);
+        let http = reqwest::Client::new();
+        let send = |headers: Vec<(String, String)>| {
+            let mut request = http
+                .post(webhook(&app))
+                .header("content-type", "application/json")
+                .body(raw.clone());
+            for (name, value) in headers {
+                request = request.header(name, value);
+            }
+            request.send()
+        };
+        for (case, headers) in [("missing", vec![]), ("wrong", wrong.sign(&raw, now))] {
+            let response = send(headers).await.unwrap();
+            assert_eq!(response.status(), 401, "{mode}: {case}");
+            let json: Value = response.json().await.unwrap();
+            assert_eq!(json["error"], "unauthorized");
+        }
+        if mode == "hmac" {
+            let response = send(auth.sign(&raw, stale)).await.unwrap();
+            assert_eq!(response.status(), 401, "hmac: out of window");
+        }
+        let listed = client
+            .calls()
+            .list_calls(proto::ListCallsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .calls;
+        assert!(listed.is_empty(), "{mode}: nothing stored");
+        let response = send(auth.sign(&raw, now)).await.unwrap();
+        assert_eq!(response.status(), 200, "{mode}: right credential");
+        app.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_documented_status_and_changes_nothing() {
+    let app = spawn_with(
+        TestDb::new().await,
+        &["--webhook-max-body-bytes", "1048576"],
+    )
+    .await;
+    let client = app.admin().await;
+    setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    let good = serde_json::to_string(&report(
+        "bad-0",
+        FEDERICO_NUMBER,
+        "+393471112223",
+        &started,
+        json!({}),
+    ))
+    .unwrap();
+    let mut wrong_types = report(
+        "bad-1",
+        FEDERICO_NUMBER,
+        "+393471112223",
+        &started,
+        json!({}),
+    );
+    wrong_types["message"]["cost"] = json!("expensive");
+    let mut missing_call_id = report(
+        "bad-2",
+        FEDERICO_NUMBER,
+        "+393471112223",
+        &started,
+        json!({}),
+    );
+    missing_call_id["message"]["call"] = json!({"type": "inboundPhoneCall"});
+    let huge = format!(
+        "{{\"message\":{{\"type\":\"end-of-call-report\",\"pad\":\"{}\"}}}}",
+        "x".repeat(5 * 1024 * 1024)
+    );
+    let cases: Vec<(&str, String, u16, bool)> = vec![
+        (
+            "truncated JSON",
+            good[..good.len() / 2].to_owned(),
+            400,
+            false,
+        ),
+        ("wrong types", wrong_types.to_string(), 400, false),
+        (
+            "missing message",
+            json!({"type": "end-of-call-report"}).to_string(),
+            400,
+            false,
+        ),
+        ("missing call id", missing_call_id.to_string(), 400, false),
+        ("5 MB body", huge, 413, false),
+        (
+            "unknown type",
+            json!({"message": {"type": "speech-update", "status": "started"}}).to_string(),
+            200,
+            false,
+        ),
+        (
+            "unknown number",
+            report(
+                "bad-3",
+                "+390299999999",
+                "+393471112223",
+                &started,
+                json!({}),
+            )
+            .to_string(),
+            200,
+            true,
+        ),
+        (
+            "non-E.164 customer",
+            report("bad-4", FEDERICO_NUMBER, "anonymous", &started, json!({})).to_string(),
+            200,
+            true,
+        ),
+    ];
+    let mut stored = 0;
+    for (case, body, want, stores) in cases {
+        let response = http
+            .post(webhook(&app))
+            .header("X-Vapi-Secret", SECRET)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), want, "{case}");
+        let json: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(json.is_object(), "{case}: a JSON body");
+        if stores {
+            stored += 1;
+        }
+        let calls = client
+            .calls()
+            .list_calls(proto::ListCallsRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .calls;
+        let orphans = client
+            .calls()
+            .list_calls(proto::ListCallsRequest {
+                orphans_only: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .calls;
+        let total: HashSet<String> = calls
+            .iter()
+            .chain(orphans.iter())
+            .map(|c| c.id.clone())
+            .collect();
+        assert_eq!(total.len(), stored, "{case}: stored calls");
+    }
+    let withheld = client
+        .calls()
+        .get_call(proto::GetCallRequest {
+            id: "bad-4".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .call
+        .unwrap();
+    assert!(withheld.caller_withheld);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn viewers_see_only_their_order_calls_and_the_checklist_sees_the_first_call() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, gianluca) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    post(
+        &http,
+        &app,
+        &report("v-1", FEDERICO_NUMBER, "+393471112223", &started, json!({})),
+    )
+    .await;
+    post(
+        &http,
+        &app,
+        &report("v-2", GIANLUCA_NUMBER, "+393471112224", &started, json!({})),
+    )
+    .await;
+    let status = client
+        .orders()
+        .get_setup_status(&federico.id)
+        .await
+        .unwrap();
+    let first = status
+        .items
+        .iter()
+        .find(|i| i.name == "first_inbound_call")
+        .unwrap();
+    assert_eq!(first.result, proto::CheckResult::Pass as i32);
+
+    let db = app.stop().await;
+    let key = "viewer-federico-key-0000001";
+    let app = TestApp::spawn_full(
+        db,
+        &[format!("viewer:{}={key}", federico.id)],
+        vec!["--vapi-webhook-secret".into(), SECRET.into()],
+    )
+    .await;
+    let viewer = app.client(key).await;
+    let calls = viewer
+        .calls()
+        .list_calls(proto::ListCallsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].order_id, federico.id);
+    let err = viewer
+        .calls()
+        .get_call(proto::GetCallRequest {
+            id: "v-2".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), centralino_sdk::tonic::Code::PermissionDenied);
+    let err = viewer
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: gianluca.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), centralino_sdk::tonic::Code::PermissionDenied);
+    app.finish().await;
+}
