@@ -775,3 +775,149 @@ async fn viewers_see_only_their_order_calls_and_the_checklist_sees_the_first_cal
     assert_eq!(err.code(), centralino_sdk::tonic::Code::PermissionDenied);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn calls_page_newest_first_with_filters_and_leads_follow_their_lifecycle() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, _) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    for i in 0..7 {
+        let customer = if i == 3 {
+            "+393470000003".to_owned()
+        } else {
+            format!("+39347111{i:04}")
+        };
+        post(
+            &http,
+            &app,
+            &report(
+                &format!("page-{i}"),
+                FEDERICO_NUMBER,
+                &customer,
+                &started,
+                json!({}),
+            ),
+        )
+        .await;
+    }
+    post(
+        &http,
+        &app,
+        &status_update(
+            "page-ringing",
+            FEDERICO_NUMBER,
+            "+393479999999",
+            "ringing",
+            &started,
+        ),
+    )
+    .await;
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .calls()
+            .list_calls(proto::ListCallsRequest {
+                order_id: federico.id.clone(),
+                page_size: 3,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.calls.into_iter().map(|c| c.vapi_call_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen.len(), 8);
+    assert_eq!(seen[0], "page-ringing", "newest first");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 8);
+
+    let ringing = client
+        .calls()
+        .list_calls(proto::ListCallsRequest {
+            status: proto::CallStatus::Ringing as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert_eq!(ringing.len(), 1);
+    let by_caller = client
+        .calls()
+        .list_calls(proto::ListCallsRequest {
+            caller_number: "+393470000003".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .calls;
+    assert_eq!(
+        by_caller
+            .iter()
+            .map(|c| c.vapi_call_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["page-3"]
+    );
+
+    // A lead moves NEW -> CONTACTED, never back; notes stick.
+    let lead = client
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: federico.id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leads
+        .remove(0);
+    let update =
+        |status: proto::LeadStatus, notes: &str, paths: &[&str]| proto::UpdateLeadRequest {
+            lead: Some(proto::Lead {
+                id: lead.id.clone(),
+                status: status as i32,
+                notes: notes.to_owned(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+            }),
+        };
+    let updated = client
+        .calls()
+        .update_lead(update(
+            proto::LeadStatus::Contacted,
+            "Richiamato alle 10",
+            &["status", "notes"],
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .lead
+        .unwrap();
+    assert_eq!(updated.status, proto::LeadStatus::Contacted as i32);
+    assert_eq!(updated.notes, "Richiamato alle 10");
+    let err = client
+        .calls()
+        .update_lead(update(proto::LeadStatus::New, "", &["status"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), centralino_sdk::tonic::Code::FailedPrecondition);
+    let err = client
+        .calls()
+        .update_lead(update(proto::LeadStatus::New, "", &["phone"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), centralino_sdk::tonic::Code::InvalidArgument);
+    app.finish().await;
+}
