@@ -7,6 +7,7 @@ pub mod lead;
 pub mod number;
 pub mod order;
 pub mod phone;
+pub mod summary;
 pub mod validation;
 pub mod zone;
 

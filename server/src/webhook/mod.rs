@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod messages;
+pub mod twilio_signature;
 pub mod vapi;
 
 use axum::{

@@ -1,0 +1,1 @@
+//! The Italian WhatsApp summary of a call, for the agent.

@@ -1,0 +1,1 @@
+//! X-Twilio-Signature validation of Twilio webhooks.
