@@ -239,25 +239,13 @@ impl CallsRpc for CallsApi {
         if !v.is_empty() {
             return Err(ServiceError::InvalidArgument(v.into_vec()).into());
         }
-        let order = match (caller.order_scope(), order) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(ServiceError::PermissionDenied {
-                    message: "this viewer key is scoped to another order".to_owned(),
-                }
-                .into());
+        if r.orphans_only && caller.order_scope().is_some() {
+            return Err(ServiceError::PermissionDenied {
+                message: "orphan calls are visible to admin and service keys only".to_owned(),
             }
-            (Some(own), _) => {
-                if r.orphans_only {
-                    return Err(ServiceError::PermissionDenied {
-                        message: "orphan calls are visible to admin and service keys only"
-                            .to_owned(),
-                    }
-                    .into());
-                }
-                Some(own)
-            }
-            (None, asked) => asked,
-        };
+            .into());
+        }
+        let order = scoped_order(&caller, order)?;
         let filter = CallFilter {
             order,
             from: ts(r.start_time_from),
@@ -311,16 +299,7 @@ impl CallsRpc for CallsApi {
         if !v.is_empty() {
             return Err(ServiceError::InvalidArgument(v.into_vec()).into());
         }
-        let order = match (caller.order_scope(), order) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(ServiceError::PermissionDenied {
-                    message: "this viewer key is scoped to another order".to_owned(),
-                }
-                .into());
-            }
-            (Some(own), _) => Some(own),
-            (None, asked) => asked,
-        };
+        let order = scoped_order(&caller, order)?;
         let filter = LeadFilter {
             order,
             status,
@@ -387,6 +366,21 @@ impl CallsRpc for CallsApi {
         Ok(Response::new(pb::UpdateLeadResponse {
             lead: Some(lead_to_pb(&updated)),
         }))
+    }
+}
+
+/// The order a list is about: a viewer's own (asking for another is refused),
+/// or what an admin or service key asked for.
+fn scoped_order(
+    caller: &crate::auth::Principal,
+    asked: Option<OrderId>,
+) -> Result<Option<OrderId>, ServiceError> {
+    match (caller.order_scope(), asked) {
+        (Some(own), Some(asked)) if own != asked => Err(ServiceError::PermissionDenied {
+            message: "this viewer key is scoped to another order".to_owned(),
+        }),
+        (Some(own), _) => Ok(Some(own)),
+        (None, asked) => Ok(asked),
     }
 }
 
