@@ -336,11 +336,6 @@ impl CallsService {
         self.get_lead(id).await
     }
 
-    /// The setup checklist's "first inbound call received".
-    pub async fn first_call_of(&self, order: OrderId) -> Result<Option<call::Model>, ServiceError> {
-        Ok(calls::first_call(self.store.conn(), order).await?)
-    }
-
     /// The order a call belongs to (for viewer checks).
     pub fn order_of(call: &call::Model) -> Option<OrderId> {
         call.order_id

@@ -95,12 +95,6 @@ pub async fn update_if_revision(
     Ok(result.rows_affected == 1)
 }
 
-/// Number of stored orders (for tests and the setup checklist).
-pub async fn count(db: &impl ConnectionTrait) -> Result<u64, StoreError> {
-    use sea_orm::PaginatorTrait;
-    Ok(Orders::find().count(db).await?)
-}
-
 fn to_active(order: &Order) -> Result<order::ActiveModel, StoreError> {
     let zones: Vec<ZoneRecord> = order
         .zones
