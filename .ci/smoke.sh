@@ -99,6 +99,8 @@ GRPC=127.0.0.1:$GRPC_PORT
     while read -r var; do unset "$var"; done < <(compgen -e | grep -E '^(CENTRALINO_|DATABASE_URL$|VAPI_|TWILIO_)' || true)
     cd "$WORKDIR"
     export NO_COLOR=1 # plain text log: it is read in CI output
+    # The one setting it does get: a webhook secret, for the Vapi webhook checks.
+    export VAPI_WEBHOOK_SECRET=smoke-webhook-secret
     exec "$BIN" serve --grpc-addr "$GRPC" --http-addr "127.0.0.1:$HTTP_PORT"
 ) >"$LOG" 2>&1 </dev/null &
 SERVER_PID=$!
@@ -390,6 +392,32 @@ if [[ -z $NID ]]; then fail "GetSetupStatus" "$NO_NUM_ORDER"; else
         pass "GetSetupStatus has number_assigned CHECK_RESULT_PASS and is not complete"
     else
         fail "GetSetupStatus" "exit $RC, want item number_assigned CHECK_RESULT_PASS and no \"complete\": true" "$OUT"
+    fi
+fi
+
+# The Vapi webhook as the README shows it: the sample end-of-call report lands
+# on the order holding the number, with its lead; a wrong secret is a 401.
+WEBHOOK="http://127.0.0.1:$HTTP_PORT/webhooks/vapi"
+if [[ -z $NID ]]; then fail "webhook" "$NO_NUM_ORDER"; else
+    OUT=$(curl -s -w '\n%{http_code}' -X POST "$WEBHOOK" -H 'X-Vapi-Secret: smoke-webhook-secret' \
+        -H 'content-type: application/json' --data @docs/examples/end-of-call-report.json)
+    if [[ ${OUT##*$'\n'} == 200 && $OUT == *'"orphan":false'* && $OUT == *'"replay":false'* ]]; then
+        pass "POST /webhooks/vapi stores the sample end-of-call report under the order"
+    else
+        fail "webhook report" "want 200 with orphan false and replay false" "$OUT"
+    fi
+    CODE=$(curl -s -o /dev/null -w '%{http_code}' -X POST "$WEBHOOK" -H 'X-Vapi-Secret: wrong' \
+        -H 'content-type: application/json' --data @docs/examples/end-of-call-report.json)
+    if [[ $CODE == 401 ]]; then
+        pass "POST /webhooks/vapi with a wrong secret is 401"
+    else
+        fail "webhook auth" "want 401, got $CODE" ""
+    fi
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "${AUTH[@]}" -d "{\"order_id\":\"$NID\"}" "$GRPC" centralino.v1.CallsService/ListLeads 2>&1) && RC=0 || RC=$?
+    if [[ $RC -eq 0 && $OUT == *'"name": "Mario Rossi"'* && $OUT == *LEAD_INTENT_SALE* ]]; then
+        pass "ListLeads shows the report's lead (Mario Rossi, sale)"
+    else
+        fail "ListLeads" "exit $RC, want the lead of Mario Rossi with LEAD_INTENT_SALE" "$OUT"
     fi
 fi
 
