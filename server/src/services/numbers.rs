@@ -30,6 +30,9 @@ use crate::{
 
 /// How long one worker may hold a number's link lease.
 const LEASE: Duration = Duration::from_secs(60);
+/// How long a request waits for another attempt's lease before answering
+/// with the number as it stands.
+const LEASE_WAIT: Duration = Duration::from_secs(15);
 /// Longest wait between retries of a FAILED link.
 const MAX_LINK_BACKOFF: Duration = Duration::from_secs(3600);
 
@@ -255,23 +258,58 @@ impl NumbersService {
         order: &Order,
         managed: ManagedNumber,
     ) -> Result<ManagedNumber, ServiceError> {
-        let now = crate::domain::now();
-        let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-        if !numbers::try_lease(
-            self.store.conn(),
-            &managed.number,
-            &self.instance,
-            until,
-            now,
-        )
-        .await?
-        {
-            // Another process is linking this number right now.
-            return Ok(managed);
+        self.link_under_lease(order, managed, true).await
+    }
+
+    /// Takes the number's lease with an owner token of its own, so attempts
+    /// exclude each other in one process as across processes. With `wait`,
+    /// polls (bounded) while another attempt holds it. Returns the token.
+    async fn acquire_lease(
+        &self,
+        number: &PhoneNumber,
+        wait: bool,
+    ) -> Result<Option<String>, ServiceError> {
+        let owner = format!("{}:{}", self.instance, uuid::Uuid::new_v4().simple());
+        let started = std::time::Instant::now();
+        loop {
+            let now = crate::domain::now();
+            let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
+            if numbers::try_lease(self.store.conn(), number, &owner, until, now).await? {
+                return Ok(Some(owner));
+            }
+            if !wait || started.elapsed() > LEASE_WAIT {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// One link attempt while holding the number's lease. Each attempt has
+    /// its own owner token, so two attempts in one process exclude each
+    /// other too. A request waits (bounded) for a running attempt and then
+    /// answers with its result; the reconciler just moves on.
+    async fn link_under_lease(
+        &self,
+        order: &Order,
+        managed: ManagedNumber,
+        wait: bool,
+    ) -> Result<ManagedNumber, ServiceError> {
+        let Some(owner) = self.acquire_lease(&managed.number, wait).await? else {
+            return numbers::find(self.store.conn(), &managed.number)
+                .await?
+                .ok_or_else(|| no_number(order.id));
+        };
+        // Re-read under the lease: another attempt may have linked it.
+        let Some(managed) = numbers::find(self.store.conn(), &managed.number)
+            .await?
+            .filter(|fresh| fresh.order_id == Some(order.id))
+        else {
+            numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
+            return Err(no_number(order.id));
+        };
         let outcome = self.attempt_link(order, &managed).await;
         let result = self.record(order, &managed, outcome).await;
-        numbers::end_lease(self.store.conn(), &managed.number, &self.instance).await?;
+        numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
         result
     }
 
@@ -512,21 +550,22 @@ impl NumbersService {
         } else {
             None
         };
-        if let Some(vapi) = &self.vapi {
-            let existing = self
-                .vapi_number(vapi, &managed)
-                .await
-                .map_err(|err| provider_unavailable("Vapi", err.reason()))?;
-            if let Some(existing) = existing {
-                vapi.delete_phone_number(&existing.id)
-                    .await
-                    .map_err(|err| provider_unavailable("Vapi", err.reason()))?;
-            }
-        } else if managed.vapi_phone_number_id.is_some() {
-            return Err(ServiceError::FailedPrecondition {
-                reason: "VAPI_NOT_CONFIGURED",
-                message: "the number is imported in Vapi but VAPI_API_KEY is not set: it cannot be removed there".to_owned(),
+        // Hold the lease so that no link attempt re-imports the number between
+        // its removal from Vapi and its release here.
+        let Some(owner) = self.acquire_lease(&managed.number, true).await? else {
+            return Err(ServiceError::Unavailable {
+                reason: "NUMBER_BUSY",
+                message: "a link of this number is still running; retry shortly".to_owned(),
             });
+        };
+        // Under the lease, the row is current (a link may have just imported it).
+        let managed = numbers::find(self.store.conn(), &managed.number)
+            .await?
+            .filter(|fresh| fresh.order_id == Some(order.id))
+            .unwrap_or(managed);
+        if let Err(err) = self.remove_from_vapi(&managed).await {
+            numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
+            return Err(err);
         }
         let now = crate::domain::now();
         {
@@ -555,6 +594,30 @@ impl NumbersService {
             .await?
             .unwrap_or(managed);
         Ok((released, codes))
+    }
+
+    /// Deletes the number's Vapi import, if there is one. Refuses when Vapi
+    /// holds it but cannot be reached or is not configured.
+    async fn remove_from_vapi(&self, managed: &ManagedNumber) -> Result<(), ServiceError> {
+        match &self.vapi {
+            Some(vapi) => {
+                let existing = self
+                    .vapi_number(vapi, managed)
+                    .await
+                    .map_err(|err| provider_unavailable("Vapi", err.reason()))?;
+                if let Some(existing) = existing {
+                    vapi.delete_phone_number(&existing.id)
+                        .await
+                        .map_err(|err| provider_unavailable("Vapi", err.reason()))?;
+                }
+                Ok(())
+            }
+            None if managed.vapi_phone_number_id.is_some() => Err(ServiceError::FailedPrecondition {
+                reason: "VAPI_NOT_CONFIGURED",
+                message: "the number is imported in Vapi but VAPI_API_KEY is not set: it cannot be removed there".to_owned(),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// GetForwardingInstructions.
@@ -612,7 +675,7 @@ impl NumbersService {
             if self.vapi.is_none() && managed.link_state == LinkState::Pending {
                 continue;
             }
-            self.link_now(&order, managed).await?;
+            self.link_under_lease(&order, managed, false).await?;
             done += 1;
         }
         Ok(done)
