@@ -1,4 +1,4 @@
-//! Twilio REST client (IncomingPhoneNumbers).
+//! Twilio REST client (IncomingPhoneNumbers, Messages).
 //!
 //! Real HTTP against an injectable base URL, HTTP Basic auth (Auth Token or
 //! API key), typed errors from Twilio's JSON error body, and retries of
@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::{
     config::Secret,
-    domain::phone::PhoneNumber,
+    domain::phone::{PhoneNumber, mask},
     providers::retry::{RetryPolicy, is_retryable_status, is_retryable_transport, retry_after},
 };
 
@@ -93,6 +93,39 @@ pub struct Capabilities {
     pub fax: Option<bool>,
 }
 
+/// An outbound message to send: `from`/`to` carry the channel prefix
+/// (`whatsapp:+39…`). Exactly one of `body` and `content_sid` (an approved
+/// `HX…` Content Template) must be set; `content_variables` is a JSON string
+/// and goes with `content_sid` only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendMessage {
+    pub from: String,
+    pub to: String,
+    pub body: Option<String>,
+    pub content_sid: Option<String>,
+    pub content_variables: Option<String>,
+    pub status_callback: Option<String>,
+}
+
+/// A Message resource. Unknown fields are kept in `extra` because Twilio
+/// adds fields without notice.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Message {
+    pub sid: String,
+    pub status: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_message: Option<String>,
+    pub date_created: Option<String>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Twilio codes that no retry can fix (bad credentials, invalid `To`, geo
+/// permissions, opted-out recipient, not a WhatsApp sender of the account).
+const PERMANENT_CODES: [i64; 5] = [20003, 21211, 21408, 21610, 63007];
+
 fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -143,6 +176,22 @@ impl TwilioError {
             }
             Self::Timeout | Self::Connect(_) => true,
             Self::Decode(_) | Self::InvalidSid(_) | Self::Config(_) => false,
+        }
+    }
+
+    /// Must fail at once, never retried: Twilio codes 20003, 21211, 21408,
+    /// 21610 and 63007, any other 4xx except 429 and Twilio's 20429
+    /// concurrency limit, and requests refused before sending (a bad SID, a
+    /// bad [`SendMessage`] or client configuration). Timeouts, connection
+    /// failures, 5xx and undecodable 2xx bodies are not permanent.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Self::Api { status, code, .. } => {
+                code.is_some_and(|c| PERMANENT_CODES.contains(&c))
+                    || ((400..500).contains(status) && *status != 429 && *code != Some(20429))
+            }
+            Self::InvalidSid(_) | Self::Config(_) => true,
+            Self::Timeout | Self::Connect(_) | Self::Decode(_) => false,
         }
     }
 
@@ -283,6 +332,90 @@ fn check_sid(value: &str, prefix: &str) -> Result<(), TwilioError> {
     }
 }
 
+/// `whatsapp:+393123456789` → `whatsapp:+39312***6789`, for logs.
+fn mask_address(address: &str) -> String {
+    match address.split_once(':') {
+        Some((channel, number)) => format!("{channel}:{}", mask(number)),
+        None => mask(address),
+    }
+}
+
+/// A set, non-empty optional field.
+fn present(value: &Option<String>) -> Option<&str> {
+    value.as_deref().filter(|v| !v.is_empty())
+}
+
+/// The form of a POST Messages, after checking what can be checked locally.
+fn message_form(message: &SendMessage) -> Result<Vec<(&'static str, &str)>, TwilioError> {
+    if message.from.trim().is_empty() || message.to.trim().is_empty() {
+        return Err(TwilioError::Config(
+            "a message needs both From and To".to_owned(),
+        ));
+    }
+    let mut form = vec![("From", message.from.as_str()), ("To", message.to.as_str())];
+    match (present(&message.body), present(&message.content_sid)) {
+        (Some(body), None) => {
+            if message.content_variables.is_some() {
+                return Err(TwilioError::Config(
+                    "content variables need a content SID".to_owned(),
+                ));
+            }
+            form.push(("Body", body));
+        }
+        (None, Some(content_sid)) => {
+            check_sid(content_sid, "HX")?;
+            form.push(("ContentSid", content_sid));
+            if let Some(variables) = message.content_variables.as_deref() {
+                form.push(("ContentVariables", variables));
+            }
+        }
+        (None, None) => {
+            return Err(TwilioError::Config(
+                "a message needs a body or a content SID".to_owned(),
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(TwilioError::Config(
+                "a message takes a body or a content SID, not both".to_owned(),
+            ));
+        }
+    }
+    if let Some(callback) = present(&message.status_callback) {
+        form.push(("StatusCallback", callback));
+    }
+    Ok(form)
+}
+
+/// Whether a failed POST Messages may be sent again: only when Twilio
+/// surely did not create the message (429/20429: not processed; the
+/// connection was never made). A timeout, a dropped connection or a 5xx may
+/// hide a created message.
+fn create_is_retryable(failure: &Failure) -> bool {
+    let throttled = match &failure.error {
+        TwilioError::Api { status, code, .. } => *status == 429 || *code == Some(20429),
+        TwilioError::Timeout
+        | TwilioError::Connect(_)
+        | TwilioError::Decode(_)
+        | TwilioError::InvalidSid(_)
+        | TwilioError::Config(_) => false,
+    };
+    (throttled
+        && !failure
+            .error
+            .code()
+            .is_some_and(|c| PERMANENT_CODES.contains(&c)))
+        || failure.unsent
+}
+
+fn any_retryable(failure: &Failure) -> bool {
+    failure.error.is_retryable()
+}
+
+#[derive(Deserialize)]
+struct MessagePage {
+    messages: Vec<Message>,
+}
+
 #[derive(Deserialize)]
 struct IncomingPhoneNumberPage {
     incoming_phone_numbers: Vec<IncomingPhoneNumber>,
@@ -300,12 +433,26 @@ struct Call<'a> {
 struct Failure {
     error: TwilioError,
     retry_after: Option<Duration>,
+    /// The connection was never made, so the request surely never reached
+    /// Twilio (refused, DNS, TLS handshake).
+    unsent: bool,
 }
 
 impl From<TwilioError> for Failure {
     fn from(error: TwilioError) -> Self {
         Self {
             error,
+            retry_after: None,
+            unsent: false,
+        }
+    }
+}
+
+impl Failure {
+    fn from_send(err: reqwest::Error) -> Self {
+        Self {
+            unsent: err.is_connect(),
+            error: TwilioError::from_transport(err),
             retry_after: None,
         }
     }
@@ -476,6 +623,102 @@ impl TwilioClient {
         Ok(())
     }
 
+    /// POST `/2010-04-01/Accounts/{AC}/Messages.json` (form: `From`, `To`,
+    /// `Body` or `ContentSid` + `ContentVariables`, `StatusCallback`).
+    /// Checked first, with no request on error: [`TwilioError::Config`] for
+    /// a message with neither or both of body and content SID (or content
+    /// variables without a content SID, or an empty From/To),
+    /// [`TwilioError::InvalidSid`] for a content SID that is not `HX…`.
+    ///
+    /// Retried on 429 and connection refusals only, never after a timeout or
+    /// a 5xx: the message may exist, so the caller should look it up with
+    /// [`TwilioClient::recent_messages`] before sending it again.
+    pub async fn create_message(&self, message: &SendMessage) -> Result<Message, TwilioError> {
+        let form = message_form(message)?;
+        let url = self.messages_url()?;
+        let created: Message = decode(
+            &self
+                .send_with(
+                    &Call {
+                        method: Method::POST,
+                        url,
+                        form: Some(&form),
+                    },
+                    create_is_retryable,
+                )
+                .await?,
+        )?;
+        debug!(
+            sid = %created.sid,
+            status = %created.status,
+            to = %mask_address(&message.to),
+            template = message.content_sid.is_some(),
+            "twilio message created"
+        );
+        Ok(created)
+    }
+
+    /// GET `…/Messages/{SM|MM sid}.json`.
+    pub async fn fetch_message(&self, sid: &str) -> Result<Message, TwilioError> {
+        if !(is_sid(sid, "SM") || is_sid(sid, "MM")) {
+            return Err(TwilioError::InvalidSid(sid.to_owned()));
+        }
+        let url = self.url(&format!(
+            "/2010-04-01/Accounts/{}/Messages/{sid}.json",
+            self.account_sid
+        ))?;
+        decode(
+            &self
+                .send(&Call {
+                    method: Method::GET,
+                    url,
+                    form: None,
+                })
+                .await?,
+        )
+    }
+
+    /// GET `…/Messages.json?To=<to>&From=<from>&DateSent>=<YYYY-MM-DD>&PageSize=50`,
+    /// first page only (newest first): to find a message whose create
+    /// response was lost.
+    pub async fn recent_messages(
+        &self,
+        from: &str,
+        to: &str,
+        since: chrono::NaiveDate,
+    ) -> Result<Vec<Message>, TwilioError> {
+        let mut url = self.messages_url()?;
+        url.query_pairs_mut()
+            .append_pair("To", to)
+            .append_pair("From", from)
+            .append_pair("DateSent>", &since.format("%Y-%m-%d").to_string())
+            .append_pair("PageSize", PAGE_SIZE);
+        let page: MessagePage = decode(
+            &self
+                .send(&Call {
+                    method: Method::GET,
+                    url,
+                    form: None,
+                })
+                .await?,
+        )?;
+        debug!(
+            from = %mask_address(from),
+            to = %mask_address(to),
+            %since,
+            count = page.messages.len(),
+            "twilio recent messages listed"
+        );
+        Ok(page.messages)
+    }
+
+    fn messages_url(&self) -> Result<Url, TwilioError> {
+        self.url(&format!(
+            "/2010-04-01/Accounts/{}/Messages.json",
+            self.account_sid
+        ))
+    }
+
     fn number_url(&self, sid: &str) -> Result<Url, TwilioError> {
         check_sid(sid, "PN")?;
         self.url(&format!(
@@ -504,6 +747,15 @@ impl TwilioClient {
     /// Sends `call`, retrying retryable failures per the policy. Returns the
     /// body of the 2xx response.
     async fn send(&self, call: &Call<'_>) -> Result<Vec<u8>, TwilioError> {
+        self.send_with(call, any_retryable).await
+    }
+
+    /// [`Self::send`], retrying only the failures `retryable` accepts.
+    async fn send_with(
+        &self,
+        call: &Call<'_>,
+        retryable: fn(&Failure) -> bool,
+    ) -> Result<Vec<u8>, TwilioError> {
         let mut delays = self.retry.delays();
         let mut attempt = 1usize;
         loop {
@@ -511,7 +763,7 @@ impl TwilioClient {
                 Ok(body) => return Ok(body),
                 Err(failure) => failure,
             };
-            if !failure.error.is_retryable() {
+            if !retryable(&failure) {
                 return Err(failure.error);
             }
             let Some(backoff) = delays.next() else {
@@ -548,7 +800,7 @@ impl TwilioClient {
         if let Some(form) = call.form {
             request = request.form(form);
         }
-        let response = request.send().await.map_err(TwilioError::from_transport)?;
+        let response = request.send().await.map_err(Failure::from_send)?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response
@@ -561,6 +813,7 @@ impl TwilioClient {
             Err(Failure {
                 error: TwilioError::from_body(status, &body),
                 retry_after,
+                unsent: false,
             })
         }
     }
@@ -1330,5 +1583,415 @@ mod tests {
                 assert!(shown.contains(ACCOUNT), "{shown}");
             }
         }
+    }
+
+    const MESSAGES_PATH: &str =
+        "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json";
+    const MESSAGE_SID: &str = "SM5e1b6a2c9d3f40718293a4b5c6d7e8f9";
+    const MESSAGE_PATH: &str = "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/SM5e1b6a2c9d3f40718293a4b5c6d7e8f9.json";
+    const CONTENT_SID: &str = "HX0123456789abcdef0123456789abcdef";
+    const SENDER: &str = "whatsapp:+390212345678";
+    const RECIPIENT: &str = "whatsapp:+393123456789";
+    const CALLBACK: &str = "https://hooks.example.com/twilio/status?t=acme";
+
+    /// Twilio's answer to a POST Messages (reference example).
+    const MESSAGE_QUEUED: &str = r#"{
+  "account_sid": "AC0123456789abcdef0123456789abcdef",
+  "api_version": "2010-04-01",
+  "body": "Ciao Mario, il tuo ordine n. 4721 è in consegna oggi tra le 14 e le 16.",
+  "date_created": "Tue, 14 Oct 2025 09:30:12 +0000",
+  "date_sent": null,
+  "date_updated": "Tue, 14 Oct 2025 09:30:12 +0000",
+  "direction": "outbound-api",
+  "error_code": null,
+  "error_message": null,
+  "from": "whatsapp:+390212345678",
+  "messaging_service_sid": null,
+  "num_media": "0",
+  "num_segments": "1",
+  "price": null,
+  "price_unit": "USD",
+  "sid": "SM5e1b6a2c9d3f40718293a4b5c6d7e8f9",
+  "status": "queued",
+  "subresource_uris": {
+    "media": "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/SM5e1b6a2c9d3f40718293a4b5c6d7e8f9/Media.json"
+  },
+  "to": "whatsapp:+393123456789",
+  "uri": "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages/SM5e1b6a2c9d3f40718293a4b5c6d7e8f9.json"
+}"#;
+
+    const INVALID_TO: &str = r#"{
+  "code": 21211,
+  "message": "The 'To' number whatsapp:+39312345 is not a valid phone number.",
+  "more_info": "https://www.twilio.com/docs/errors/21211",
+  "status": 400
+}"#;
+
+    fn text_message() -> SendMessage {
+        SendMessage {
+            from: SENDER.to_owned(),
+            to: RECIPIENT.to_owned(),
+            body: Some("Ciao Mario, a presto".to_owned()),
+            content_sid: None,
+            content_variables: None,
+            status_callback: Some(CALLBACK.to_owned()),
+        }
+    }
+
+    fn template_message() -> SendMessage {
+        SendMessage {
+            body: None,
+            content_sid: Some(CONTENT_SID.to_owned()),
+            content_variables: Some(r#"{"1":"Mario","2":"4721"}"#.to_owned()),
+            ..text_message()
+        }
+    }
+
+    fn queued_created() -> ResponseTemplate {
+        ResponseTemplate::new(201).set_body_raw(MESSAGE_QUEUED, "application/json")
+    }
+
+    #[tokio::test]
+    async fn create_posts_from_to_body_and_status_callback_with_basic_auth_and_returns_the_queued_message()
+     {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .and(header("Content-Type", "application/x-www-form-urlencoded"))
+            .and(header("Authorization", basic(ACCOUNT, TOKEN).as_str()))
+            .and(body_string(
+                "From=whatsapp%3A%2B390212345678&To=whatsapp%3A%2B393123456789&Body=Ciao+Mario%2C+a+presto&StatusCallback=https%3A%2F%2Fhooks.example.com%2Ftwilio%2Fstatus%3Ft%3Dacme",
+            ))
+            .respond_with(queued_created())
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let message = client(&server)
+            .create_message(&text_message())
+            .await
+            .unwrap();
+
+        assert_eq!(message.sid, MESSAGE_SID);
+        assert_eq!(message.status, "queued");
+        assert_eq!(message.from.as_deref(), Some(SENDER));
+        assert_eq!(message.to.as_deref(), Some(RECIPIENT));
+        assert_eq!(message.error_code, None);
+        assert_eq!(message.error_message, None);
+        assert_eq!(
+            message.date_created.as_deref(),
+            Some("Tue, 14 Oct 2025 09:30:12 +0000")
+        );
+        assert_eq!(message.extra["num_segments"], "1");
+        assert_eq!(message.extra["direction"], "outbound-api");
+    }
+
+    #[tokio::test]
+    async fn create_with_a_template_sends_content_sid_and_variables_instead_of_a_body() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(queued_created())
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        client(&server)
+            .create_message(&template_message())
+            .await
+            .unwrap();
+
+        let requests = server.received_requests().await.unwrap();
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&requests[0].body)
+            .into_owned()
+            .collect();
+        let expected = [
+            ("From", SENDER),
+            ("To", RECIPIENT),
+            ("ContentSid", CONTENT_SID),
+            ("ContentVariables", r#"{"1":"Mario","2":"4721"}"#),
+            ("StatusCallback", CALLBACK),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(form, expected);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_to_fails_with_code_21211_at_once_and_is_permanent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(ResponseTemplate::new(400).set_body_raw(INVALID_TO, "application/json"))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let err = client(&server)
+            .create_message(&text_message())
+            .await
+            .unwrap_err();
+
+        assert!(
+            matches!(
+                err,
+                TwilioError::Api {
+                    status: 400,
+                    code: Some(21211),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.is_permanent());
+        assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn a_500_on_create_is_not_retried_because_the_message_may_exist() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(ResponseTemplate::new(500).set_body_string("upstream exploded"))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let err = client(&server)
+            .create_message(&text_message())
+            .await
+            .unwrap_err();
+
+        assert_eq!(err.code(), None);
+        assert!(
+            matches!(err, TwilioError::Api { status: 500, .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_permanent());
+    }
+
+    #[tokio::test]
+    async fn a_timeout_on_create_is_not_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(queued_created().set_delay(Duration::from_millis(500)))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let mut config = config(&server, token_auth());
+        config.timeout = Duration::from_millis(50);
+
+        let err = TwilioClient::new(config)
+            .unwrap()
+            .create_message(&text_message())
+            .await
+            .unwrap_err();
+
+        assert_eq!(err, TwilioError::Timeout);
+        assert!(!err.is_permanent());
+    }
+
+    #[tokio::test]
+    async fn a_429_then_201_on_create_succeeds_after_two_requests() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(ResponseTemplate::new(429).set_body_raw(TOO_MANY, "application/json"))
+            .up_to_n_times(1)
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES_PATH))
+            .respond_with(queued_created())
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let message = client(&server)
+            .create_message(&text_message())
+            .await
+            .unwrap();
+
+        assert_eq!(message.sid, MESSAGE_SID);
+        assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn create_on_an_unreachable_server_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let client = TwilioClient::new(TwilioConfig {
+            base_url: format!("http://127.0.0.1:{port}"),
+            account_sid: ACCOUNT.to_owned(),
+            auth: token_auth(),
+            timeout: Duration::from_secs(2),
+            retry: fast_retry(),
+        })
+        .unwrap();
+
+        let err = client.create_message(&text_message()).await.unwrap_err();
+
+        assert!(matches!(err, TwilioError::Connect(_)), "{err:?}");
+        assert!(!err.is_permanent());
+    }
+
+    #[tokio::test]
+    async fn fetch_message_parses_a_failed_status_and_its_error_code() {
+        let server = MockServer::start().await;
+        let mut failed: serde_json::Value = serde_json::from_str(MESSAGE_QUEUED).unwrap();
+        failed["status"] = "undelivered".into();
+        failed["error_code"] = 63016.into();
+        failed["error_message"] = "Outside the allowed window".into();
+        Mock::given(method("GET"))
+            .and(path(MESSAGE_PATH))
+            .and(header("Authorization", basic(ACCOUNT, TOKEN).as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(failed))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let message = client(&server).fetch_message(MESSAGE_SID).await.unwrap();
+
+        assert_eq!(message.status, "undelivered");
+        assert_eq!(message.error_code, Some(63016));
+        assert_eq!(
+            message.error_message.as_deref(),
+            Some("Outside the allowed window")
+        );
+    }
+
+    #[tokio::test]
+    async fn recent_messages_sends_to_from_date_sent_and_page_size() {
+        let server = MockServer::start().await;
+        let queued: serde_json::Value = serde_json::from_str(MESSAGE_QUEUED).unwrap();
+        Mock::given(method("GET"))
+            .and(path(MESSAGES_PATH))
+            .and(query_param("To", RECIPIENT))
+            .and(query_param("From", SENDER))
+            .and(query_param("DateSent>", "2025-10-14"))
+            .and(query_param("PageSize", "50"))
+            .and(header("Authorization", basic(ACCOUNT, TOKEN).as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "messages": [queued],
+                "next_page_uri": "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json?Page=1",
+                "page": 0,
+                "page_size": 50,
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let messages = client(&server)
+            .recent_messages(
+                SENDER,
+                RECIPIENT,
+                chrono::NaiveDate::from_ymd_opt(2025, 10, 14).unwrap(),
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(messages.len(), 1);
+        assert_eq!(messages[0].sid, MESSAGE_SID);
+        let requests = server.received_requests().await.unwrap();
+        let query = requests[0].url.query().unwrap_or_default().to_owned();
+        assert!(query.contains("To=whatsapp%3A%2B393123456789"), "{query}");
+    }
+
+    #[tokio::test]
+    async fn a_message_without_body_and_content_sid_or_with_both_sends_nothing() {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(queued_created())
+            .expect(0)
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        let neither = SendMessage {
+            body: None,
+            ..text_message()
+        };
+        let both = SendMessage {
+            body: Some("Ciao".to_owned()),
+            ..template_message()
+        };
+        let empty_body = SendMessage {
+            body: Some(String::new()),
+            ..text_message()
+        };
+        let variables_without_template = SendMessage {
+            content_variables: Some("{}".to_owned()),
+            ..text_message()
+        };
+
+        for bad in [neither, both, empty_body, variables_without_template] {
+            let err = client.create_message(&bad).await.unwrap_err();
+            assert!(matches!(err, TwilioError::Config(_)), "{bad:?}: {err:?}");
+            assert!(err.is_permanent());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_content_or_message_sid_sends_no_request() {
+        let server = MockServer::start().await;
+        Mock::given(wiremock::matchers::any())
+            .respond_with(queued_created())
+            .expect(0)
+            .mount(&server)
+            .await;
+        let client = client(&server);
+        let bad_template = SendMessage {
+            content_sid: Some("HX123".to_owned()),
+            ..template_message()
+        };
+
+        assert_eq!(
+            client.create_message(&bad_template).await.unwrap_err(),
+            TwilioError::InvalidSid("HX123".to_owned())
+        );
+        for bad in [
+            "SM0123",
+            NUMBER_SID,
+            "SM0123456789abcdef0123456789abcdeg",
+            "SM0123456789abcdef0123456789abcdef/../x",
+        ] {
+            assert_eq!(
+                client.fetch_message(bad).await.unwrap_err(),
+                TwilioError::InvalidSid(bad.to_owned())
+            );
+        }
+    }
+
+    #[test]
+    fn permanent_errors_are_the_listed_codes_and_4xx_other_than_429() {
+        let api = |status, code| TwilioError::Api {
+            status,
+            code,
+            message: "m".to_owned(),
+            more_info: None,
+        };
+        for code in [20003, 21211, 21408, 21610, 63007] {
+            let status = if code == 20003 { 401 } else { 400 };
+            assert!(api(status, Some(code)).is_permanent(), "{code}");
+            assert!(!api(status, Some(code)).is_retryable(), "{code}");
+        }
+        assert!(api(400, Some(21649)).is_permanent());
+        assert!(api(404, None).is_permanent());
+        assert!(!api(429, Some(20429)).is_permanent());
+        assert!(!api(400, Some(20429)).is_permanent());
+        assert!(!api(500, None).is_permanent());
+        assert!(!api(503, Some(20500)).is_permanent());
+        assert!(!TwilioError::Timeout.is_permanent());
+        assert!(!TwilioError::Connect("refused".to_owned()).is_permanent());
+        assert!(!TwilioError::Decode("eof".to_owned()).is_permanent());
+        assert!(TwilioError::InvalidSid("x".to_owned()).is_permanent());
+        assert!(TwilioError::Config("x".to_owned()).is_permanent());
+    }
+
+    #[test]
+    fn addresses_are_masked_after_the_channel_prefix() {
+        assert_eq!(mask_address(RECIPIENT), "whatsapp:+39312***6789");
+        assert_eq!(mask_address("+393123456789"), "+39312***6789");
     }
 }
