@@ -14,6 +14,23 @@ async fn spawn(vapi: Option<&FakeVapi>, twilio: &FakeTwilio) -> TestApp {
     TestApp::spawn_full(TestDb::new().await, &[], fakes::provider_args(vapi, twilio)).await
 }
 
+/// Fakes (Twilio knows NUMBER), a server pointed at them (with or without
+/// Vapi configured) and an admin client.
+async fn start(with_vapi: bool) -> (FakeVapi, FakeTwilio, TestApp, centralino_sdk::Client) {
+    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
+    twilio.add_number(NUMBER);
+    let app = spawn(with_vapi.then_some(&vapi), &twilio).await;
+    let client = app.admin().await;
+    (vapi, twilio, app, client)
+}
+
+/// An order whose calls the test assistant answers.
+async fn order_with_assistant(client: &centralino_sdk::Client, name: &str) -> proto::Order {
+    let mut order = sample_order(name);
+    order.vapi_assistant_id = ASSISTANT.to_owned();
+    client.orders().create_order(order).await.unwrap()
+}
+
 fn link_state(n: &proto::PhoneNumberAssignment) -> proto::LinkState {
     proto::LinkState::try_from(n.link_state).unwrap()
 }
@@ -66,13 +83,8 @@ async fn assigning_a_number_links_it_in_vapi_with_exactly_our_fields() {
 
 #[tokio::test]
 async fn a_vapi_failure_leaves_the_number_failed_with_its_reason_until_link_number_succeeds() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Guasto");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Guasto").await;
 
     vapi.fail_next(1000);
     let number = client
@@ -95,13 +107,8 @@ async fn a_vapi_failure_leaves_the_number_failed_with_its_reason_until_link_numb
 
 #[tokio::test]
 async fn without_vapi_the_link_waits_with_its_reason_and_the_reconciler_links_once_configured() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(None, &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Attesa");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, twilio, app, client) = start(false).await;
+    let order = order_with_assistant(&client, "Agenzia Attesa").await;
     let number = client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
@@ -134,13 +141,8 @@ async fn without_vapi_the_link_waits_with_its_reason_and_the_reconciler_links_on
 
 #[tokio::test]
 async fn a_drifted_vapi_number_is_repaired_by_the_reconciler() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Deriva");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Deriva").await;
     client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
@@ -169,13 +171,8 @@ async fn a_drifted_vapi_number_is_repaired_by_the_reconciler() {
 
 #[tokio::test]
 async fn suspending_removes_the_assistant_in_vapi_and_resuming_restores_it() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Pausa");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Pausa").await;
     client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
@@ -404,13 +401,8 @@ async fn forwarding_instructions_follow_the_landline_and_refuse_a_loop() {
 
 #[tokio::test]
 async fn verify_number_passes_a_good_setup_and_names_what_diverts_messages() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Verifica");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Verifica").await;
     client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
@@ -451,13 +443,8 @@ async fn verify_number_passes_a_good_setup_and_names_what_diverts_messages() {
 
 #[tokio::test]
 async fn the_setup_checklist_proves_what_it_can_and_claims_nothing_else() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Checklist");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (_vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Checklist").await;
 
     let status = client.orders().get_setup_status(&order.id).await.unwrap();
     assert!(!status.complete);
@@ -500,13 +487,8 @@ async fn the_setup_checklist_proves_what_it_can_and_claims_nothing_else() {
 
 #[tokio::test]
 async fn release_number_can_also_release_it_in_twilio() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Rilascio");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Rilascio").await;
     client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
@@ -538,13 +520,8 @@ async fn release_number_can_also_release_it_in_twilio() {
 
 #[tokio::test]
 async fn a_release_that_vapi_cannot_confirm_frees_nothing() {
-    let (vapi, twilio) = (FakeVapi::start().await, FakeTwilio::start().await);
-    twilio.add_number(NUMBER);
-    let app = spawn(Some(&vapi), &twilio).await;
-    let client = app.admin().await;
-    let mut order = sample_order("Agenzia Prudente");
-    order.vapi_assistant_id = ASSISTANT.to_owned();
-    let order = client.orders().create_order(order).await.unwrap();
+    let (vapi, _twilio, app, client) = start(true).await;
+    let order = order_with_assistant(&client, "Agenzia Prudente").await;
     client
         .numbers()
         .assign_number(&order.id, NUMBER, "")
