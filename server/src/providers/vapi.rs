@@ -425,14 +425,7 @@ impl VapiClient {
 
     /// `GET /phone-number/{id}`.
     pub async fn get_phone_number(&self, id: &str) -> Result<VapiPhoneNumber, VapiError> {
-        let call = Call {
-            method: Method::GET,
-            path: format!("/phone-number/{}", uuid_id(id)?),
-            query: &[],
-            body: None,
-            idempotent: true,
-        };
-        decode(&self.send(call).await?, "phone number")
+        self.get_by_id("/phone-number", id, "phone number").await
     }
 
     /// `PATCH /phone-number/{id}` with only the fields set in `patch`.
@@ -512,16 +505,26 @@ impl VapiClient {
         Ok(found)
     }
 
-    /// `GET /assistant/{id}`.
-    pub async fn get_assistant(&self, id: &str) -> Result<VapiAssistant, VapiError> {
+    /// `GET <collection>/{id}` with the id checked as a UUID first.
+    async fn get_by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        id: &str,
+        what: &'static str,
+    ) -> Result<T, VapiError> {
         let call = Call {
             method: Method::GET,
-            path: format!("/assistant/{}", uuid_id(id)?),
+            path: format!("{collection}/{}", uuid_id(id)?),
             query: &[],
             body: None,
             idempotent: true,
         };
-        decode(&self.send(call).await?, "assistant")
+        decode(&self.send(call).await?, what)
+    }
+
+    /// `GET /assistant/{id}`.
+    pub async fn get_assistant(&self, id: &str) -> Result<VapiAssistant, VapiError> {
+        self.get_by_id("/assistant", id, "assistant").await
     }
 
     /// Sends `call`, retrying retryable failures per the policy, and returns
