@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         PathBuf::from("proto/centralino/v1/orders.proto"),
         PathBuf::from("proto/centralino/v1/numbers.proto"),
         PathBuf::from("proto/centralino/v1/calls.proto"),
+        PathBuf::from("proto/centralino/v1/notifications.proto"),
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());

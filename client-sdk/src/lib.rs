@@ -190,6 +190,15 @@ impl Client {
         )
     }
 
+    /// NotificationsService (WhatsApp summaries): raw generated client.
+    pub fn notifications(
+        &self,
+    ) -> proto::notifications_service_client::NotificationsServiceClient<Authed> {
+        proto::notifications_service_client::NotificationsServiceClient::with_interceptor(
+            self.channel.clone(),
+            self.auth.clone(),
+        )
+    }
     /// `centralino.v1.NumberProvisioningService`.
     pub fn numbers(&self) -> Numbers {
         Numbers {

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_orders;
 mod m20261127_000002_phone_numbers;
 mod m20261127_000003_calls_and_leads;
+mod m20261127_000004_notifications;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_orders::Migration),
             Box::new(m20261127_000002_phone_numbers::Migration),
             Box::new(m20261127_000003_calls_and_leads::Migration),
+            Box::new(m20261127_000004_notifications::Migration),
         ]
     }
 }

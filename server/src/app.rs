@@ -17,7 +17,8 @@ use crate::{
         vapi::{VapiClient, VapiConfig},
     },
     services::{
-        CallsService, NumbersService, OrdersService,
+        CallsService, NotificationsService, NumbersService, OrdersService,
+        notifications::{NotifySettings, Template, TemplateField},
         numbers::{LinkSettings, TwilioImportAuth},
     },
     store::{Store, StoreError},
@@ -39,6 +40,8 @@ pub enum StartError {
     },
     #[error("cannot build gRPC reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +61,7 @@ pub struct Application {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     created_admin_key: Option<PathBuf>,
+    notify: NotifySettings,
 }
 
 impl Application {
@@ -71,6 +75,7 @@ impl Application {
         )
         .await
         .map_err(StartError::Database)?;
+        let notify = notify_settings(&config).map_err(StartError::Config)?;
         let applied = store.migrate().await.map_err(StartError::Migrate)?;
         info!(
             database = store.backend_name(),
@@ -123,6 +128,7 @@ impl Application {
             grpc_listener,
             http_listener,
             created_admin_key,
+            notify,
         })
     }
 
@@ -154,18 +160,30 @@ impl Application {
             grpc_listener,
             http_listener,
             created_admin_key: _,
+            notify,
         } = self;
         let grpc_addr = grpc_listener.local_addr().ok();
         let http_addr = http_listener.local_addr().ok();
-        let numbers = numbers_service(&config, store.clone());
+        let (numbers, twilio) = numbers_service(&config, store.clone());
         let orders = OrdersService::new(store.clone(), numbers.clone());
         let reconciler = tokio::spawn(workers::link_reconciler::run(
             numbers.clone(),
             Duration::from_millis(config.links.link_reconcile_interval_ms.max(10)),
             shutdown.clone(),
         ));
-        let calls = CallsService::new(store.clone());
-        let (routes, health) = grpc::routes(orders, numbers, calls, keys)
+        let notifications = NotificationsService::new(store.clone(), twilio, notify);
+        let n = &config.notify;
+        let dispatcher = tokio::spawn(workers::dispatcher::run(
+            notifications.clone(),
+            workers::dispatcher::DispatcherSettings {
+                sweep: Duration::from_millis(n.notify_sweep_ms.max(10)),
+                concurrency: n.notify_concurrency,
+                crash_after_claim: n.test_crash_after_claim,
+            },
+            shutdown.clone(),
+        ));
+        let calls = CallsService::new(store.clone(), notifications.clone());
+        let (routes, health) = grpc::routes(orders, numbers, calls, notifications, keys)
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
 
@@ -183,12 +201,15 @@ impl Application {
                     .await;
             }
         }));
-        let shim = shim(&config, grpc_addr, &shim_key)?;
+        let (shim, twilio_shim) = shims(&config, grpc_addr, &shim_key)?;
         let http_stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
-            axum::serve(http_listener, webhook::router(store.clone(), shim))
-                .with_graceful_shutdown(async move { http_stop.cancelled().await })
-                .await
+            axum::serve(
+                http_listener,
+                webhook::router(store.clone(), shim, twilio_shim),
+            )
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
         });
         info!(
             grpc = ?grpc_addr,
@@ -203,6 +224,7 @@ impl Application {
             let grpc = grpc_task.await;
             let http = http_task.await;
             reconciler.await.ok();
+            dispatcher.await.ok();
             (grpc, http)
         })
         .await;
@@ -227,12 +249,12 @@ impl Application {
     }
 }
 
-/// The webhook shim: its authentication and its client of CallsService.
-fn shim(
+/// The webhook shims: their authentication and their gRPC client.
+fn shims(
     config: &Config,
     grpc_addr: Option<SocketAddr>,
     key: &str,
-) -> Result<webhook::vapi::Shim, RunError> {
+) -> Result<(webhook::vapi::Shim, webhook::twilio::TwilioShim), RunError> {
     let w = &config.webhooks;
     let auth = match &config.providers.vapi_webhook_secret {
         Some(secret) => Some(
@@ -269,16 +291,93 @@ fn shim(
         .map_err(|err| {
             RunError::Http(std::io::Error::other(format!("webhook shim client: {err}")))
         })?;
-    Ok(webhook::vapi::Shim {
-        auth,
-        client,
+    let p = &config.providers;
+    if p.twilio_auth_token.is_none() || p.public_url.is_none() {
+        warn!(
+            "TWILIO_AUTH_TOKEN or CENTRALINO_PUBLIC_URL is not set: /webhooks/twilio/* refuse every request (403), so delivery statuses and agents' replies are not recorded"
+        );
+    }
+    let twilio_shim = webhook::twilio::TwilioShim {
+        auth_token: p.twilio_auth_token.clone(),
+        public_url: p.public_url.clone(),
+        client: client.clone(),
         max_body: w.webhook_max_body_bytes,
+    };
+    Ok((
+        webhook::vapi::Shim {
+            auth,
+            client,
+            max_body: w.webhook_max_body_bytes,
+        },
+        twilio_shim,
+    ))
+}
+
+/// Notification settings, checked at start so that a typo in a number or
+/// the template stops the service instead of failing every message later.
+fn notify_settings(config: &Config) -> Result<NotifySettings, String> {
+    let n = &config.notify;
+    let number = |name: &str, value: &Option<String>| {
+        value
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                crate::domain::notification::parse_whatsapp(v)
+                    .map_err(|err| format!("{name} {err}"))
+            })
+            .transpose()
+    };
+    let fallback_sender = number("TWILIO_WHATSAPP_NUMBER", &n.twilio_whatsapp_number)?;
+    let fallback_destination = number(
+        "TWILIO_DESTINATION_WHATSAPP",
+        &n.twilio_destination_whatsapp,
+    )?;
+    let fields = TemplateField::parse_list(&n.whatsapp_template_variables)
+        .map_err(|err| format!("CENTRALINO_WHATSAPP_TEMPLATE_VARIABLES: {err}"))?;
+    let template = match n.twilio_whatsapp_template_sid.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(sid) => {
+            let valid = sid.len() == 34
+                && sid.starts_with("HX")
+                && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
+            if !valid {
+                return Err(format!(
+                    "TWILIO_WHATSAPP_TEMPLATE_SID {sid:?} is not a Content SID (HX + 32 hex digits)"
+                ));
+            }
+            if fields.is_empty() {
+                return Err("CENTRALINO_WHATSAPP_TEMPLATE_VARIABLES is empty".to_owned());
+            }
+            Some(Template {
+                content_sid: sid.to_owned(),
+                fields,
+            })
+        }
+    };
+    if template.is_none() {
+        warn!(
+            "TWILIO_WHATSAPP_TEMPLATE_SID is not set: summaries to agents who have not written to the agency number in the last 24 hours fail with TEMPLATE_NOT_CONFIGURED"
+        );
+    }
+    Ok(NotifySettings {
+        fallback_sender,
+        fallback_destination,
+        template,
+        status_callback: config
+            .providers
+            .public_url
+            .as_ref()
+            .map(|url| format!("{}/webhooks/twilio/status", url.trim_end_matches('/'))),
+        retry_base: Duration::from_millis(n.notify_retry_base_ms.max(1)),
+        max_age: Duration::from_secs(n.notify_max_age_secs),
+        lease: Duration::from_millis(n.notify_lease_ms.max(100)),
     })
 }
 
 /// The provider clients and link settings from configuration. A provider
-/// without credentials is absent: what needs it waits, and says why.
-fn numbers_service(config: &Config, store: Store) -> NumbersService {
+/// without credentials is absent: what needs it waits, and says why. The
+/// Twilio client is returned too, for the notifications.
+fn numbers_service(config: &Config, store: Store) -> (NumbersService, Option<TwilioClient>) {
     let p = &config.providers;
     let retry = RetryPolicy {
         max_retries: p.provider_retries,
@@ -334,17 +433,17 @@ fn numbers_service(config: &Config, store: Store) -> NumbersService {
     }
     if twilio.is_none() {
         warn!(
-            "Twilio is not configured (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN or API key): numbers are not checked in Twilio"
+            "Twilio is not configured (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN or API key): numbers are not checked in Twilio and WhatsApp notifications wait as PENDING"
         );
     }
     let webhook_url = p
         .public_url
         .as_ref()
         .map(|url| format!("{}/webhooks/vapi", url.trim_end_matches('/')));
-    NumbersService::new(
+    let numbers = NumbersService::new(
         store,
         vapi,
-        twilio,
+        twilio.clone(),
         LinkSettings {
             webhook_url,
             webhook_secret: p.vapi_webhook_secret.clone(),
@@ -354,7 +453,8 @@ fn numbers_service(config: &Config, store: Store) -> NumbersService {
             retry_base: Duration::from_millis(config.links.link_retry_base_ms),
             drift_check: Duration::from_millis(config.links.link_drift_check_ms),
         },
-    )
+    );
+    (numbers, twilio)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

@@ -84,6 +84,9 @@ pub struct Config {
     #[command(flatten)]
     pub webhooks: WebhookConfig,
 
+    #[command(flatten)]
+    pub notify: NotifyConfig,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -213,6 +216,62 @@ pub struct WebhookConfig {
     /// and known to this process only.
     #[arg(long, env = "CENTRALINO_SHIM_INGEST_KEY", hide_env_values = true)]
     pub shim_ingest_key: Option<Secret>,
+}
+
+/// WhatsApp notifications: routing fallbacks, the template, and the dispatcher.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NotifyConfig {
+    /// Sender for orders without a number of their own (`whatsapp:+39…` or
+    /// `+39…`). Never used for an order that has a number.
+    #[arg(long, env = "TWILIO_WHATSAPP_NUMBER")]
+    pub twilio_whatsapp_number: Option<String>,
+
+    /// Recipient when no zone agent and no default agent match (`whatsapp:+39…` or `+39…`).
+    #[arg(long, env = "TWILIO_DESTINATION_WHATSAPP")]
+    pub twilio_destination_whatsapp: Option<String>,
+
+    /// Approved WhatsApp Content template (HX…) used outside the 24-hour
+    /// window. Without it, messages to agents who have not written in 24 h fail
+    /// with TEMPLATE_NOT_CONFIGURED.
+    #[arg(long, env = "TWILIO_WHATSAPP_TEMPLATE_SID")]
+    pub twilio_whatsapp_template_sid: Option<String>,
+
+    /// The template's variables {{1}}, {{2}}, … in order, from: agency,
+    /// caller, request, summary, time, duration.
+    #[arg(
+        long,
+        env = "CENTRALINO_WHATSAPP_TEMPLATE_VARIABLES",
+        default_value = "agency,caller,request,summary,time,duration"
+    )]
+    pub whatsapp_template_variables: String,
+
+    /// How often the dispatcher sweeps for due notifications, in milliseconds
+    /// (it is also woken at once when a notification commits in this process).
+    #[arg(long, env = "CENTRALINO_NOTIFY_SWEEP_MS", default_value_t = 2_000)]
+    pub notify_sweep_ms: u64,
+
+    /// Messages sent to Twilio at the same time, at most.
+    #[arg(long, env = "CENTRALINO_NOTIFY_CONCURRENCY", default_value_t = 16)]
+    pub notify_concurrency: usize,
+
+    /// How long a claimed notification is reserved for this process, in
+    /// milliseconds; after a crash another process takes it over then.
+    #[arg(long, env = "CENTRALINO_NOTIFY_LEASE_MS", default_value_t = 60_000)]
+    pub notify_lease_ms: u64,
+
+    /// First delay before a transient failure is retried, in milliseconds
+    /// (doubles per attempt, with jitter, up to 5 minutes).
+    #[arg(long, env = "CENTRALINO_NOTIFY_RETRY_BASE_MS", default_value_t = 2_000)]
+    pub notify_retry_base_ms: u64,
+
+    /// Transient failures are retried until a notification is this old (seconds); then FAILED.
+    #[arg(long, env = "CENTRALINO_NOTIFY_MAX_AGE_SECS", default_value_t = 21_600)]
+    pub notify_max_age_secs: u64,
+
+    /// Test hook: abort the process right after the dispatcher claims rows,
+    /// before it sends them (the crash-safety test). Never set in production.
+    #[arg(long, env = "CENTRALINO_TEST_CRASH_AFTER_CLAIM", hide = true)]
+    pub test_crash_after_claim: bool,
 }
 
 /// The link reconciler: retries PENDING/FAILED links and repairs drift.

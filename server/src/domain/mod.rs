@@ -4,6 +4,7 @@
 pub mod call;
 pub mod forwarding;
 pub mod lead;
+pub mod notification;
 pub mod number;
 pub mod order;
 pub mod phone;

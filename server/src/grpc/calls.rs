@@ -371,7 +371,7 @@ impl CallsRpc for CallsApi {
 
 /// The order a list is about: a viewer's own (asking for another is refused),
 /// or what an admin or service key asked for.
-fn scoped_order(
+pub(super) fn scoped_order(
     caller: &crate::auth::Principal,
     asked: Option<OrderId>,
 ) -> Result<Option<OrderId>, ServiceError> {

@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod calls;
 pub mod convert;
+pub mod notifications;
 pub mod numbers;
 pub mod orders;
 pub mod status;
@@ -12,6 +13,7 @@ use std::{sync::Arc, time::Duration};
 
 use centralino_api::v1::{
     calls_service_server::CallsServiceServer,
+    notifications_service_server::NotificationsServiceServer,
     number_provisioning_service_server::NumberProvisioningServiceServer,
     orders_service_server::OrdersServiceServer,
 };
@@ -25,7 +27,7 @@ use tracing::Span;
 
 use crate::{
     auth::ApiKeys,
-    services::{CallsService, NumbersService, OrdersService},
+    services::{CallsService, NotificationsService, NumbersService, OrdersService},
     telemetry,
 };
 
@@ -33,7 +35,13 @@ use crate::{
 pub const ORDERS_SERVICE: &str = "centralino.v1.OrdersService";
 pub const NUMBERS_SERVICE: &str = "centralino.v1.NumberProvisioningService";
 pub const CALLS_SERVICE: &str = "centralino.v1.CallsService";
-pub const SERVICES: [&str; 3] = [ORDERS_SERVICE, NUMBERS_SERVICE, CALLS_SERVICE];
+pub const NOTIFICATIONS_SERVICE: &str = "centralino.v1.NotificationsService";
+pub const SERVICES: [&str; 4] = [
+    ORDERS_SERVICE,
+    NUMBERS_SERVICE,
+    CALLS_SERVICE,
+    NOTIFICATIONS_SERVICE,
+];
 
 /// Builds every gRPC service; returns the router and the health reporter that
 /// start-up and shutdown flip.
@@ -41,6 +49,7 @@ pub async fn routes(
     orders: OrdersService,
     numbers: NumbersService,
     calls: CallsService,
+    notifications: NotificationsService,
     keys: Arc<ApiKeys>,
 ) -> Result<(Routes, HealthReporter), tonic_reflection::server::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -76,6 +85,10 @@ pub async fn routes(
         ))
         .add_service(CallsServiceServer::with_interceptor(
             calls::CallsApi::new(calls),
+            authenticate.clone(),
+        ))
+        .add_service(NotificationsServiceServer::with_interceptor(
+            notifications::NotificationsApi::new(notifications),
             authenticate,
         ));
     Ok((builder.routes(), health))

@@ -122,6 +122,21 @@ pub struct Message {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Message {
+    /// `date_created`, parsed from Twilio's RFC 2822 form.
+    pub fn created_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.date_created
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    }
+
+    /// The `body` Twilio echoes (for templates, the rendered text).
+    pub fn body(&self) -> Option<&str> {
+        self.extra.get("body").and_then(serde_json::Value::as_str)
+    }
+}
+
 /// Twilio codes that no retry can fix (bad credentials, invalid `To`, geo
 /// permissions, opted-out recipient, not a WhatsApp sender of the account).
 const PERMANENT_CODES: [i64; 5] = [20003, 21211, 21408, 21610, 63007];
@@ -678,20 +693,23 @@ impl TwilioClient {
         )
     }
 
-    /// GET `…/Messages.json?To=<to>&From=<from>&DateSent>=<YYYY-MM-DD>&PageSize=50`,
-    /// first page only (newest first): to find a message whose create
-    /// response was lost.
+    /// GET `…/Messages.json?To=<to>&From=<from>&PageSize=50`, first page
+    /// only (newest first), keeping the messages created at or after
+    /// `since`: to find a message whose create response was lost. Twilio's
+    /// `DateSent` filter is not used because a message still queued has no
+    /// `date_sent`; `date_created` (RFC 2822) is compared here instead, and a
+    /// message without a readable one is kept (better a candidate too many
+    /// than a resend).
     pub async fn recent_messages(
         &self,
         from: &str,
         to: &str,
-        since: chrono::NaiveDate,
+        since: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Message>, TwilioError> {
         let mut url = self.messages_url()?;
         url.query_pairs_mut()
             .append_pair("To", to)
             .append_pair("From", from)
-            .append_pair("DateSent>", &since.format("%Y-%m-%d").to_string())
             .append_pair("PageSize", PAGE_SIZE);
         let page: MessagePage = decode(
             &self
@@ -702,14 +720,21 @@ impl TwilioClient {
                 })
                 .await?,
         )?;
+        let listed = page.messages.len();
+        let recent: Vec<Message> = page
+            .messages
+            .into_iter()
+            .filter(|m| m.created_at().is_none_or(|at| at >= since))
+            .collect();
         debug!(
             from = %mask_address(from),
             to = %mask_address(to),
             %since,
-            count = page.messages.len(),
+            listed,
+            recent = recent.len(),
             "twilio recent messages listed"
         );
-        Ok(page.messages)
+        Ok(recent)
     }
 
     fn messages_url(&self) -> Result<Url, TwilioError> {
@@ -1863,14 +1888,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn recent_messages_sends_to_from_date_sent_and_page_size() {
+    async fn recent_messages_sends_to_from_and_page_size_and_keeps_messages_created_since() {
         let server = MockServer::start().await;
         let queued: serde_json::Value = serde_json::from_str(MESSAGE_QUEUED).unwrap();
         Mock::given(method("GET"))
             .and(path(MESSAGES_PATH))
             .and(query_param("To", RECIPIENT))
             .and(query_param("From", SENDER))
-            .and(query_param("DateSent>", "2025-10-14"))
             .and(query_param("PageSize", "50"))
             .and(header("Authorization", basic(ACCOUNT, TOKEN).as_str()))
             .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
@@ -1879,19 +1903,33 @@ mod tests {
                 "page": 0,
                 "page_size": 50,
             })))
-            .expect(1)
+            .expect(2)
             .mount(&server)
             .await;
 
+        let since = |rfc2822: &str| {
+            chrono::DateTime::parse_from_rfc2822(rfc2822)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let created = queued["date_created"].as_str().unwrap().to_owned();
         let messages = client(&server)
+            .recent_messages(SENDER, RECIPIENT, since(&created))
+            .await
+            .unwrap();
+        let later = client(&server)
             .recent_messages(
                 SENDER,
                 RECIPIENT,
-                chrono::NaiveDate::from_ymd_opt(2025, 10, 14).unwrap(),
+                since(&created) + chrono::Duration::seconds(1),
             )
             .await
             .unwrap();
 
+        assert!(
+            later.is_empty(),
+            "a message created before `since` is left out"
+        );
         assert_eq!(messages.len(), 1);
         assert_eq!(messages[0].sid, MESSAGE_SID);
         let requests = server.received_requests().await.unwrap();

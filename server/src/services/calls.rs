@@ -1,11 +1,10 @@
 //! Calls: routing of assistant requests, ingestion of status updates and
 //! end-of-call reports (one transaction each, idempotent), and reads.
 
-use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 use tracing::{info, warn};
 
-use super::{ServiceError, paging};
+use super::{NotificationsService, ServiceError, paging};
 use crate::{
     domain::{
         CallStatus, OrderId, OrderStatus, PhoneNumber,
@@ -51,11 +50,16 @@ pub struct RecordedReport {
 #[derive(Clone, Debug)]
 pub struct CallsService {
     store: Store,
+    /// Writes the WhatsApp outbox row inside the report's transaction.
+    notifications: NotificationsService,
 }
 
 impl CallsService {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, notifications: NotificationsService) -> Self {
+        Self {
+            store,
+            notifications,
+        }
     }
 
     /// Which assistant answers; a read from the store only.
@@ -180,20 +184,22 @@ impl CallsService {
             .order_id
             .as_deref()
             .and_then(|id| OrderId::parse(id).ok());
-        let lead = match order_id {
-            Some(order_id) => {
-                let order = orders::find(&txn, order_id).await?;
-                let zones = order.map(|o| o.zones).unwrap_or_default();
+        let order = match order_id {
+            Some(order_id) => orders::find(&txn, order_id).await?,
+            None => None,
+        };
+        let lead = match &order {
+            Some(order) => {
                 let draft = lead::extract(&LeadInput {
                     structured: report.structured_data.as_ref(),
                     summary: report.summary.as_deref(),
                     transcript: report.transcript.as_deref(),
                     caller: report.key.caller.number(),
-                    zones: &zones,
+                    zones: &order.zones,
                 });
                 let lead = calls::upsert_lead(
                     &txn,
-                    order_id,
+                    order.id,
                     &draft,
                     &stored.id,
                     at,
@@ -216,8 +222,28 @@ impl CallsService {
         let stored = calls::find_call(&txn, &report.key.vapi_call_id)
             .await?
             .ok_or_else(|| internal("call row vanished"))?;
+        // Exactly one WhatsApp per new report of a known order, committed
+        // with it: nothing for replays (returned above) or orphans.
+        let notification = match (&order, &lead) {
+            (Some(order), Some(lead)) => Some(
+                self.notifications
+                    .enqueue_call(&txn, order, &stored, lead, now)
+                    .await?,
+            ),
+            (None, _) | (_, None) => None,
+        };
         txn.commit().await.map_err(crate::store::StoreError::from)?;
-        info!(vapi_call_id = %report.key.vapi_call_id, order_id = stored.order_id.as_deref().unwrap_or("-"), "end-of-call report recorded");
+        drop(_turn);
+        if notification.is_some() {
+            self.notifications.wake();
+        }
+        info!(
+            vapi_call_id = %report.key.vapi_call_id,
+            order_id = stored.order_id.as_deref().unwrap_or("-"),
+            notification_id = notification.as_ref().map_or("-", |n| n.id.as_str()),
+            notification_status = notification.as_ref().map_or("-", |n| n.status.as_str()),
+            "end-of-call report recorded"
+        );
         Ok(RecordedReport {
             call: stored,
             replay: false,
@@ -250,9 +276,9 @@ impl CallsService {
             if filter.orphans_only { "orphans" } else { "" },
             filter.caller.as_ref().map(|c| c.as_str()).unwrap_or(""),
         ]);
-        let before = decode_cursor(paging::decode(page_token, &fingerprint)?)?;
+        let before = paging::decode_time_cursor(paging::decode(page_token, &fingerprint)?)?;
         let mut rows = calls::page_calls(self.store.conn(), &filter, before, size + 1).await?;
-        let next = next_token(&mut rows, size, &fingerprint, |c| {
+        let next = paging::next_time_token(&mut rows, size, &fingerprint, |c| {
             (c.created_at, c.id.clone())
         });
         Ok((rows, next))
@@ -272,9 +298,9 @@ impl CallsService {
             filter.intent.as_deref().unwrap_or(""),
             filter.zone.as_deref().unwrap_or(""),
         ]);
-        let before = decode_cursor(paging::decode(page_token, &fingerprint)?)?;
+        let before = paging::decode_time_cursor(paging::decode(page_token, &fingerprint)?)?;
         let mut rows = calls::page_leads(self.store.conn(), &filter, before, size + 1).await?;
-        let next = next_token(&mut rows, size, &fingerprint, |l| {
+        let next = paging::next_time_token(&mut rows, size, &fingerprint, |l| {
             (l.last_call_at, l.id.clone())
         });
         Ok((rows, next))
@@ -350,37 +376,4 @@ fn internal(what: &str) -> ServiceError {
         id: String::new(),
         reason: what.to_owned(),
     })
-}
-
-/// Cursor "<rfc3339>|<id>" inside the opaque page token.
-fn decode_cursor(after: Option<String>) -> Result<Option<(DateTime<Utc>, String)>, ServiceError> {
-    let Some(after) = after else {
-        return Ok(None);
-    };
-    let invalid =
-        || ServiceError::invalid("page_token", "is not a page token returned by this API");
-    let (at, id) = after.split_once('|').ok_or_else(invalid)?;
-    let at = DateTime::parse_from_rfc3339(at)
-        .map_err(|_| invalid())?
-        .with_timezone(&Utc);
-    Ok(Some((at, id.to_owned())))
-}
-
-fn next_token<T>(
-    rows: &mut Vec<T>,
-    size: u64,
-    fingerprint: &str,
-    key: impl Fn(&T) -> (DateTime<Utc>, String),
-) -> String {
-    if rows.len() as u64 > size {
-        rows.truncate(size as usize);
-        rows.last()
-            .map(|last| {
-                let (at, id) = key(last);
-                paging::encode(&format!("{}|{id}", at.to_rfc3339()), fingerprint)
-            })
-            .unwrap_or_default()
-    } else {
-        String::new()
-    }
 }

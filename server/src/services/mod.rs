@@ -3,11 +3,13 @@
 
 pub mod calls;
 pub mod error;
+pub mod notifications;
 pub mod numbers;
 pub mod orders;
 pub mod paging;
 
 pub use calls::CallsService;
 pub use error::ServiceError;
+pub use notifications::NotificationsService;
 pub use numbers::NumbersService;
 pub use orders::OrdersService;

@@ -987,26 +987,111 @@ impl NumbersService {
         Ok(items)
     }
 
-    /// Items that later capabilities prove; never a PASS nobody proved.
+    /// Items that calls and notifications prove; never a PASS nobody proved.
     async fn later_items(&self, order: &Order) -> Result<Vec<Check>, ServiceError> {
-        use CheckResult::{Declared, Pass, Unknown};
-        let first_call = crate::store::calls::first_call(self.store.conn(), order.id).await?;
+        use crate::domain::notification::Status as Sent;
+        use crate::store::notifications as outbox;
+        use CheckResult::{Declared, Fail, Pass, Unknown};
+        let db = self.store.conn();
+        let first_call = crate::store::calls::first_call(db, order.id).await?;
+        let delivered = outbox::latest_in(db, order.id, &[Sent::Delivered, Sent::Read]).await?;
+        let latest = outbox::latest(db, order.id).await?;
+        let not_a_sender = latest.as_ref().filter(|n| {
+            n.status == Sent::Failed.as_str() && n.error_code == Some(NOT_A_WHATSAPP_SENDER)
+        });
+        let sender = match (&delivered, not_a_sender) {
+            (Some(n), _) => Check::new(
+                "whatsapp_sender_enabled",
+                Pass,
+                format!(
+                    "a WhatsApp from {} was delivered",
+                    n.from_address.as_deref().map_or_else(String::new, |a| {
+                        crate::domain::phone::mask(a.trim_start_matches("whatsapp:"))
+                    })
+                ),
+                "",
+            ),
+            (None, Some(n)) => Check::new(
+                "whatsapp_sender_enabled",
+                Fail,
+                n.reason.clone().unwrap_or_default(),
+                "Problema: Numero Twilio non può inviare WhatsApp. Enable WhatsApp Business API on the number in Twilio (error 63007: not a WhatsApp sender of the account)",
+            ),
+            (None, None) if order.whatsapp_sender_declared => Check::new(
+                "whatsapp_sender_enabled",
+                Declared,
+                "an admin declared WhatsApp Business enabled on the number; no delivered message proves it yet",
+                "SendTestMessage, then check first_whatsapp_delivered",
+            ),
+            (None, None) => Check::new(
+                "whatsapp_sender_enabled",
+                Unknown,
+                "nobody declared WhatsApp Business enabled on the number and no WhatsApp was delivered yet",
+                "Problema: Numero Twilio non può inviare WhatsApp. Enable WhatsApp Business API on the number in Twilio, then SendTestMessage",
+            ),
+        };
+        let first_whatsapp = match (&delivered, &latest) {
+            (Some(n), _) => Check::new(
+                "first_whatsapp_delivered",
+                Pass,
+                format!(
+                    "notification {} delivered at {}",
+                    n.id,
+                    n.delivered_at.unwrap_or(n.updated_at).to_rfc3339()
+                ),
+                "",
+            ),
+            (None, None) => Check::new(
+                "first_whatsapp_delivered",
+                Unknown,
+                "no WhatsApp summary has been sent for this order yet",
+                "Problema: WhatsApp non arriva. SendTestMessage to check the agent numbers and the WhatsApp sender",
+            ),
+            (None, Some(n)) if n.status == Sent::Failed.as_str() => Check::new(
+                "first_whatsapp_delivered",
+                Fail,
+                format!(
+                    "latest notification {} failed: {}: {}",
+                    n.id,
+                    n.reason_code.as_deref().unwrap_or("UNKNOWN"),
+                    n.reason.as_deref().unwrap_or("")
+                ),
+                match n.reason_code.as_deref() {
+                    Some("NO_DESTINATION") => {
+                        "give the order a default agent (UpdateOrder) or set TWILIO_DESTINATION_WHATSAPP, then RetryNotification"
+                    }
+                    Some("NO_SENDER") => {
+                        "assign the order its number (AssignNumber) or set TWILIO_WHATSAPP_NUMBER, then RetryNotification"
+                    }
+                    Some("TEMPLATE_NOT_CONFIGURED") => {
+                        "set TWILIO_WHATSAPP_TEMPLATE_SID to an approved Content template (or have the agent write to the agency number first), then RetryNotification"
+                    }
+                    _ => {
+                        "Problema: WhatsApp non arriva. Check the agent numbers and the WhatsApp sender, then RetryNotification"
+                    }
+                },
+            ),
+            (None, Some(n)) => Check::new(
+                "first_whatsapp_delivered",
+                Unknown,
+                format!(
+                    "latest notification {} is {}{}",
+                    n.id,
+                    n.status,
+                    n.reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                if n.reason_code.as_deref() == Some("TWILIO_NOT_CONFIGURED") {
+                    "configure Twilio (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN): waiting messages then go out"
+                } else {
+                    "wait for Twilio's delivery receipt (needs CENTRALINO_PUBLIC_URL so Twilio can call /webhooks/twilio/status)"
+                },
+            ),
+        };
         Ok(vec![
-            if order.whatsapp_sender_declared {
-                Check::new(
-                    "whatsapp_sender_enabled",
-                    Declared,
-                    "an admin declared WhatsApp Business enabled on the number; no delivered message proves it yet",
-                    "send a test WhatsApp once notifications are available",
-                )
-            } else {
-                Check::new(
-                    "whatsapp_sender_enabled",
-                    Unknown,
-                    "nobody declared WhatsApp Business enabled on the number",
-                    "Problema: Numero Twilio non può inviare WhatsApp. Enable WhatsApp Business API on the number in Twilio, then set whatsapp_sender_declared with UpdateOrder",
-                )
-            },
+            sender,
             match first_call {
                 Some(call) => Check::new(
                     "first_inbound_call",
@@ -1025,15 +1110,13 @@ impl NumbersService {
                     "Problema: Chiamata non arriva su Twilio. Call the agency's landline and check that the call is forwarded and answered",
                 ),
             },
-            Check::new(
-                "first_whatsapp_delivered",
-                Unknown,
-                "no WhatsApp summary has been delivered for this order yet",
-                "Problema: WhatsApp non arriva. Check the agent numbers and the WhatsApp sender",
-            ),
+            first_whatsapp,
         ])
     }
 }
+
+/// Twilio: `From` is not a WhatsApp sender of the account.
+const NOT_A_WHATSAPP_SENDER: i64 = 63007;
 
 fn answer_mode(order: &Order) -> AnswerMode {
     match order.status {

@@ -5,6 +5,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use chrono::{DateTime, Utc};
+
 use super::ServiceError;
 
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -74,6 +76,41 @@ pub fn page_size(requested: i32) -> Result<u64, ServiceError> {
             format!("must be at most {MAX_PAGE_SIZE}"),
         )),
         Err(_) => Err(ServiceError::invalid("page_size", "must not be negative")),
+    }
+}
+
+/// Cursor "<rfc3339>|<id>" inside the opaque page token.
+pub fn decode_time_cursor(
+    after: Option<String>,
+) -> Result<Option<(DateTime<Utc>, String)>, ServiceError> {
+    let Some(after) = after else {
+        return Ok(None);
+    };
+    let invalid =
+        || ServiceError::invalid("page_token", "is not a page token returned by this API");
+    let (at, id) = after.split_once('|').ok_or_else(invalid)?;
+    let at = DateTime::parse_from_rfc3339(at)
+        .map_err(|_| invalid())?
+        .with_timezone(&Utc);
+    Ok(Some((at, id.to_owned())))
+}
+
+pub fn next_time_token<T>(
+    rows: &mut Vec<T>,
+    size: u64,
+    fingerprint: &str,
+    key: impl Fn(&T) -> (DateTime<Utc>, String),
+) -> String {
+    if rows.len() as u64 > size {
+        rows.truncate(size as usize);
+        rows.last()
+            .map(|last| {
+                let (at, id) = key(last);
+                encode(&format!("{}|{id}", at.to_rfc3339()), fingerprint)
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
     }
 }
 

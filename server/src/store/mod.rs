@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod entities;
+pub mod notifications;
 pub mod numbers;
 pub mod orders;
 

@@ -1,8 +1,8 @@
-//! The HTTP listener: liveness and readiness now; the Vapi and Twilio webhook
-//! shims land here.
+//! The HTTP listener: liveness, readiness, and the Vapi and Twilio webhook shims.
 
 pub mod auth;
 pub mod messages;
+pub mod twilio;
 pub mod twilio_signature;
 pub mod vapi;
 
@@ -23,15 +23,20 @@ struct HttpState {
     store: Store,
 }
 
-pub fn router(store: Store, shim: vapi::Shim) -> Router {
+pub fn router(store: Store, shim: vapi::Shim, twilio_shim: twilio::TwilioShim) -> Router {
     let webhooks = Router::new()
         .route("/webhooks/vapi", post(vapi::handle))
         .with_state(shim);
+    let twilio_hooks = Router::new()
+        .route("/webhooks/twilio/status", post(twilio::status))
+        .route("/webhooks/twilio/inbound", post(twilio::inbound))
+        .with_state(twilio_shim);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(HttpState { store })
         .merge(webhooks)
+        .merge(twilio_hooks)
         .fallback(not_found)
 }
 

@@ -28,7 +28,7 @@ pub struct Shim {
     pub max_body: usize,
 }
 
-fn reply(status: StatusCode, body: Value) -> Response {
+pub(super) fn reply(status: StatusCode, body: Value) -> Response {
     (status, Json(body)).into_response()
 }
 
@@ -164,14 +164,14 @@ pub fn report_to_pb(report: &messages::CallReport) -> proto::CallReport {
 
 /// Bad input is the caller's (4xx); anything else is ours (5xx, so a Vapi
 /// backoff plan retries it).
-fn grpc_failure(status: &centralino_sdk::tonic::Status) -> Response {
+pub(super) fn grpc_failure(status: &centralino_sdk::tonic::Status) -> Response {
     match status.code() {
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => reply(
             StatusCode::BAD_REQUEST,
             json!({"error": "bad_request", "message": status.message()}),
         ),
         Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted | Code::Aborted => {
-            warn!(code = ?status.code(), message = status.message(), "Vapi webhook: CallsService unavailable");
+            warn!(code = ?status.code(), message = status.message(), "webhook: the gRPC service is unavailable");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "unavailable", "message": "try again shortly"}),
@@ -187,7 +187,7 @@ fn grpc_failure(status: &centralino_sdk::tonic::Status) -> Response {
         | Code::Unimplemented
         | Code::Internal
         | Code::DataLoss => {
-            error!(code = ?status.code(), message = status.message(), "Vapi webhook: CallsService failed");
+            error!(code = ?status.code(), message = status.message(), "webhook: the gRPC service failed");
             reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 json!({"error": "internal", "message": "see the server log"}),

@@ -1,3 +1,4 @@
 //! Background workers. Each is safe to run in several processes at once.
 
+pub mod dispatcher;
 pub mod link_reconciler;
