@@ -2,8 +2,9 @@
 //! read what Centralino wrote, make it drift, and make the fake fail.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use serde_json::{Value, json};
@@ -174,24 +175,173 @@ impl FakeVapi {
     }
 }
 
-/// Twilio's IncomingPhoneNumbers, for the numbers the test registers.
+/// What the next POST Messages.json meets instead of a plain 201.
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// An error status with an optional Twilio code; nothing is created.
+    Status(u16, Option<i64>),
+    /// 429 (code 20429) asking to wait this many seconds; nothing is created.
+    RetryAfter(u64),
+    /// No answer before this delay, and nothing created (a hang).
+    HangNotCreated(Duration),
+    /// The message is created, but the answer comes after this delay (lost).
+    HangCreated(Duration),
+}
+
+/// One POST Messages.json as the fake received it.
+#[derive(Debug, Clone)]
+pub struct CreateRequest {
+    pub at: Instant,
+    pub form: Vec<(String, String)>,
+}
+
+impl CreateRequest {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The ContentVariables JSON, parsed (templates only).
+    pub fn variables(&self) -> Value {
+        self.get("ContentVariables")
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Body or, for a template, its variables: what the agent reads.
+    pub fn text(&self) -> String {
+        match self.get("Body") {
+            Some(body) => body.to_owned(),
+            None => self.variables().to_string(),
+        }
+    }
+}
+
+/// The Messages API's state: every create request, the messages that exist
+/// and the faults still to serve.
+#[derive(Default)]
+pub struct MessagesState {
+    pub creates: Vec<CreateRequest>,
+    pub created: Vec<Value>,
+    pub faults: VecDeque<Fault>,
+    pub lookups: usize,
+}
+
+/// Twilio's IncomingPhoneNumbers, for the numbers the test registers, and
+/// its Messages API.
 #[derive(Clone)]
 pub struct FakeTwilio {
     pub server: Arc<MockServer>,
     pub numbers: Arc<Mutex<BTreeMap<String, Value>>>,
     pub requests: Arc<Mutex<usize>>,
+    pub messages: Arc<Mutex<MessagesState>>,
 }
 
 struct TwilioResponder {
     numbers: Arc<Mutex<BTreeMap<String, Value>>>,
     requests: Arc<Mutex<usize>>,
+    messages: Arc<Mutex<MessagesState>>,
+}
+
+fn twilio_error(status: u16, code: Option<i64>, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "code": code, "message": message,
+        "more_info": code.map(|c| format!("https://www.twilio.com/docs/errors/{c}")),
+        "status": status
+    }))
+}
+
+impl TwilioResponder {
+    fn messages(&self, request: &Request) -> ResponseTemplate {
+        let mut state = self.messages.lock().unwrap();
+        if request.method.as_str() == "GET" {
+            state.lookups += 1;
+            let query: Vec<(String, String)> = request
+                .url
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            let wanted = |name: &str| {
+                query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let (to, from) = (wanted("To"), wanted("From"));
+            let listed: Vec<Value> = state
+                .created
+                .iter()
+                .rev()
+                .filter(|m| to.as_deref().is_none_or(|t| m["to"] == t))
+                .filter(|m| from.as_deref().is_none_or(|f| m["from"] == f))
+                .cloned()
+                .collect();
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "messages": listed, "page": 0, "page_size": 50, "next_page_uri": null
+            }));
+        }
+        let form: Vec<(String, String)> = url::form_urlencoded::parse(&request.body)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let create = CreateRequest {
+            at: Instant::now(),
+            form,
+        };
+        let fault = state.faults.pop_front();
+        let message = || {
+            json!({
+                "sid": format!("SM{}", uuid::Uuid::new_v4().simple()),
+                "account_sid": TWILIO_ACCOUNT,
+                "status": "queued",
+                "from": create.get("From"),
+                "to": create.get("To"),
+                "body": create.get("Body").unwrap_or("template"),
+                "date_created": chrono::Utc::now().to_rfc2822(),
+                "date_sent": null,
+                "direction": "outbound-api",
+                "error_code": null,
+                "error_message": null,
+                "num_segments": "1",
+                "price": null
+            })
+        };
+        let response = match fault {
+            None => {
+                let created = message();
+                state.created.push(created.clone());
+                ResponseTemplate::new(201).set_body_json(created)
+            }
+            Some(Fault::Status(status, code)) => {
+                twilio_error(status, code, "fault injected by the test")
+            }
+            Some(Fault::RetryAfter(seconds)) => twilio_error(429, Some(20429), "Too Many Requests")
+                .insert_header("Retry-After", seconds.to_string().as_str()),
+            Some(Fault::HangNotCreated(delay)) => {
+                twilio_error(503, None, "never seen: the client gave up").set_delay(delay)
+            }
+            Some(Fault::HangCreated(delay)) => {
+                let created = message();
+                state.created.push(created.clone());
+                ResponseTemplate::new(201)
+                    .set_body_json(created)
+                    .set_delay(delay)
+            }
+        };
+        state.creates.push(create);
+        response
+    }
 }
 
 impl Respond for TwilioResponder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         *self.requests.lock().unwrap() += 1;
-        let numbers = self.numbers.lock().unwrap();
         let path = request.url.path();
+        if path == format!("/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json") {
+            return self.messages(request);
+        }
+        let numbers = self.numbers.lock().unwrap();
         let base = format!("/2010-04-01/Accounts/{TWILIO_ACCOUNT}/IncomingPhoneNumbers");
         let not_found = || {
             ResponseTemplate::new(404).set_body_json(json!({"code": 20404, "message": "The requested resource was not found", "more_info": "https://www.twilio.com/docs/errors/20404", "status": 404}))
@@ -240,10 +390,12 @@ impl FakeTwilio {
         let server = MockServer::start().await;
         let numbers = Arc::new(Mutex::new(BTreeMap::new()));
         let requests = Arc::new(Mutex::new(0));
+        let messages = Arc::new(Mutex::new(MessagesState::default()));
         Mock::given(any())
             .respond_with(TwilioResponder {
                 numbers: numbers.clone(),
                 requests: requests.clone(),
+                messages: messages.clone(),
             })
             .mount(&server)
             .await;
@@ -251,7 +403,31 @@ impl FakeTwilio {
             server: Arc::new(server),
             numbers,
             requests,
+            messages,
         }
+    }
+
+    /// The next create requests meet these faults, in order.
+    pub fn fault(&self, faults: &[Fault]) {
+        self.messages
+            .lock()
+            .unwrap()
+            .faults
+            .extend(faults.iter().copied());
+    }
+
+    /// Every POST Messages.json so far.
+    pub fn creates(&self) -> Vec<CreateRequest> {
+        self.messages.lock().unwrap().creates.clone()
+    }
+
+    /// Messages that exist in the fake Twilio.
+    pub fn created(&self) -> Vec<Value> {
+        self.messages.lock().unwrap().created.clone()
+    }
+
+    pub fn lookups(&self) -> usize {
+        self.messages.lock().unwrap().lookups
     }
 
     pub fn url(&self) -> String {

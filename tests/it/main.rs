@@ -4,6 +4,7 @@ mod auth;
 mod calls;
 mod fakes;
 mod helpers;
+mod notifications;
 mod number_races;
 mod numbers;
 mod orders;
