@@ -421,6 +421,30 @@ if [[ -z $NID ]]; then fail "webhook" "$NO_NUM_ORDER"; else
     fi
 fi
 
+# The report's WhatsApp waits for Twilio (not configured here) and says why;
+# its preview renders without sending; an unsigned Twilio callback is a 403.
+if [[ -z $NID ]]; then fail "notifications" "$NO_NUM_ORDER"; else
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "${AUTH[@]}" -d "{\"order_id\":\"$NID\"}" "$GRPC" centralino.v1.NotificationsService/ListNotifications 2>&1) && RC=0 || RC=$?
+    if [[ $RC -eq 0 && $OUT == *NOTIFICATION_STATUS_PENDING* && $OUT == *TWILIO_NOT_CONFIGURED* ]]; then
+        pass "ListNotifications shows the report's WhatsApp PENDING with reason TWILIO_NOT_CONFIGURED"
+    else
+        fail "ListNotifications" "exit $RC, want one PENDING notification with TWILIO_NOT_CONFIGURED" "$OUT"
+    fi
+    OUT=$("$GRPCURL" -plaintext -connect-timeout 5 -max-time 20 "${AUTH[@]}" -d '{"call_id":"0d5a8c3e-6f1b-4e2a-9c7d-3b8e1f0a2d4c"}' "$GRPC" centralino.v1.NotificationsService/PreviewNotification 2>&1) && RC=0 || RC=$?
+    if [[ $RC -eq 0 && $OUT == *"Nuova chiamata"* && $OUT == *"+393471112223"* && $OUT == *"whatsapp:+390287654321"* ]]; then
+        pass "PreviewNotification renders the Italian summary from the order's own number"
+    else
+        fail "PreviewNotification" "exit $RC, want the Italian body with the caller and from whatsapp:+390287654321" "$OUT"
+    fi
+    CODE=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$HTTP_PORT/webhooks/twilio/status" \
+        --data 'MessageSid=SM00000000000000000000000000000001&MessageStatus=delivered')
+    if [[ $CODE == 403 ]]; then
+        pass "POST /webhooks/twilio/status without a valid signature is 403"
+    else
+        fail "Twilio status webhook" "want 403, got $CODE" ""
+    fi
+fi
+
 if [[ -z $NID ]]; then fail "LinkNumber" "$NO_NUM_ORDER"; else
     grpc_num LinkNumber "{\"order_id\":\"$NID\"}" "${AUTH[@]}"
     if [[ $RC -eq 0 && $(json_get number.linkState) == LINK_STATE_PENDING ]]; then
