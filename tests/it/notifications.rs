@@ -341,9 +341,10 @@ async fn an_agent_who_wrote_within_24_hours_gets_the_text_and_one_who_never_wrot
             "variable {i} is single-line and non-empty: {v:?}"
         );
     }
-    assert_eq!(
-        template.get("StatusCallback"),
-        Some(&format!("{PUBLIC_URL}/webhooks/twilio/status")[..])
+    let callback = template.get("StatusCallback").unwrap();
+    assert!(
+        callback.starts_with(&format!("{PUBLIC_URL}/webhooks/twilio/status?n=")),
+        "the callback URL names the notification and attempt: {callback}"
     );
     app.finish().await;
 }
@@ -938,5 +939,62 @@ async fn preview_renders_a_calls_message_without_sending_and_a_test_message_goes
         tonic::Code::FailedPrecondition,
         "only FAILED ones are retried"
     );
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn a_status_callback_that_beats_the_create_answer_is_kept_and_never_undone() {
+    let (twilio, app, client) = start(true).await;
+    let (federico, _) = agencies(&client, &twilio).await;
+    // Created at once, answered 800 ms later (well within the timeout).
+    twilio.fault(&[Fault::HangCreated(Duration::from_millis(800))]);
+
+    post_report(
+        &app,
+        &report(
+            "c-early",
+            FEDERICO_NUMBER,
+            "+393401111111",
+            "Richiesta.",
+            json!({}),
+        ),
+    )
+    .await;
+    eventually(10, "the create request at Twilio", || async {
+        (!twilio.created().is_empty()).then_some(())
+    })
+    .await;
+    let sid = twilio.created()[0]["sid"].as_str().unwrap().to_owned();
+    let callback_url = twilio.creates()[0]
+        .get("StatusCallback")
+        .unwrap()
+        .to_owned();
+    let path = callback_url.strip_prefix(PUBLIC_URL).unwrap();
+    assert!(path.contains("?n=") && path.ends_with("&a=1"), "{path}");
+    let (status, body) = post_twilio(
+        &app,
+        path,
+        &[("MessageSid", sid.as_str()), ("MessageStatus", "delivered")],
+        TWILIO_TOKEN,
+    )
+    .await;
+    assert_eq!(
+        (status, body.contains("\"applied\":true")),
+        (200, true),
+        "{body}"
+    );
+
+    // Once the create answer is recorded (it sets message_sid), the row is
+    // still DELIVERED: the answer's "queued" did not undo the callback.
+    let n = eventually(10, "the create answer recorded", || async {
+        let n = notifications(&client, &federico.id).await.pop()?;
+        (!n.message_sid.is_empty()).then_some(n)
+    })
+    .await;
+    let n = get(&client, &n.id).await;
+    assert_eq!(status_of(&n), proto::NotificationStatus::Delivered);
+    assert_eq!(n.attempts[0].status, "delivered");
+    assert_eq!(n.attempts[0].message_sid, sid);
+    assert_eq!(twilio.creates().len(), 1);
     app.finish().await;
 }

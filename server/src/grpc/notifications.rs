@@ -216,6 +216,10 @@ impl NotificationsRpc for NotificationsApi {
                 status,
                 Some(r.error_code).filter(|c| *c != 0),
                 r.error_message.trim(),
+                Some(r.notification_id.trim())
+                    .filter(|id| !id.is_empty() && id.len() <= 64)
+                    .map(|id| (id, r.attempt_number))
+                    .filter(|(_, number)| *number > 0),
             )
             .await?;
         Ok(Response::new(pb::RecordMessageStatusResponse {

@@ -504,9 +504,28 @@ impl NotificationsService {
         status: MessageStatus,
         error_code: Option<i64>,
         error_message: &str,
+        named_attempt: Option<(&str, i32)>,
     ) -> Result<StatusOutcome, ServiceError> {
         let db = self.store.conn();
-        let Some(attempt) = outbox::attempt_by_sid(db, sid).await? else {
+        let mut found = outbox::attempt_by_sid(db, sid).await?;
+        if found.is_none()
+            && let Some((notification_id, number)) = named_attempt
+        {
+            // The callback came before the create answer: its URL names the
+            // attempt, which learns its SID here.
+            let _turn = self.store.write_turn().await;
+            if outbox::set_attempt_sid(db, notification_id, number, sid).await? {
+                debug!(
+                    notification_id,
+                    attempt = number,
+                    message_sid = sid,
+                    "status callback before the create answer: SID recorded"
+                );
+            }
+            drop(_turn);
+            found = outbox::attempt_by_sid(db, sid).await?;
+        }
+        let Some(attempt) = found else {
             debug!(
                 message_sid = sid,
                 "status callback for an unknown message: ignored"
@@ -757,6 +776,14 @@ impl NotificationsService {
         } else {
             Trigger::Auto
         };
+        let number = attempts.last().map_or(1, |a| a.number + 1);
+        // Callbacks name their attempt, so they count even when they arrive
+        // before the create answer.
+        let status_callback = self
+            .settings
+            .status_callback
+            .as_ref()
+            .map(|url| format!("{url}?n={}&a={number}", n.id));
         let message = match (mode, &self.settings.template) {
             (Mode::Freeform, _) => SendMessage {
                 from,
@@ -764,7 +791,7 @@ impl NotificationsService {
                 body: Some(n.body.clone()),
                 content_sid: None,
                 content_variables: None,
-                status_callback: self.settings.status_callback.clone(),
+                status_callback: status_callback.clone(),
             },
             (Mode::Template, Some(template)) => SendMessage {
                 from,
@@ -774,7 +801,7 @@ impl NotificationsService {
                 content_variables: Some(summary::content_variables_json(
                     &self.configured_variables(&stored_variables(&n)),
                 )),
-                status_callback: self.settings.status_callback.clone(),
+                status_callback,
             },
             (Mode::Template, None) => {
                 return self
@@ -791,7 +818,6 @@ impl NotificationsService {
 
         // The attempt is recorded before the request: if this process dies
         // or the answer is lost, the next claim looks the message up first.
-        let number = attempts.last().map_or(1, |a| a.number + 1);
         let attempt = attempt_row::Model {
             id: uuid::Uuid::now_v7().to_string(),
             notification_id: n.id.clone(),
@@ -871,7 +897,9 @@ impl NotificationsService {
         }
     }
 
-    /// Twilio accepted a message: the attempt gets its SID, the row is SENT.
+    /// Twilio accepted a message: the attempt gets its SID and leaves
+    /// `creating`, the row leaves PENDING for SENT. Both only move forward: an
+    /// early status callback may already have moved them further.
     async fn record_created(
         &self,
         n: &row::Model,
@@ -880,36 +908,34 @@ impl NotificationsService {
     ) -> Result<(), ServiceError> {
         let now = crate::domain::now();
         let status = MessageStatus::from_twilio(&created.status).unwrap_or(MessageStatus::Queued);
-        {
+        let db = self.store.conn();
+        // False when an early callback already moved the attempt (and with
+        // it the row): then the row is left as the callback set it.
+        let advanced = {
             let _turn = self.store.write_turn().await;
-            outbox::update_attempt(
-                self.store.conn(),
-                &attempt.id,
-                attempt_row::ActiveModel {
-                    message_sid: Set(Some(created.sid.clone())),
-                    status: Set(status.as_str().to_owned()),
-                    status_rank: Set(status.rank()),
-                    updated_at: Set(now),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            outbox::set_attempt_sid(db, &n.id, attempt.number, &created.sid).await?;
+            outbox::advance_attempt(db, &attempt.id, MessageStatus::Creating, status, None, now)
+                .await?
+        };
+        let update = row::ActiveModel {
+            reason_code: Set(None),
+            reason: Set(None),
+            error_code: Set(None),
+            message_sid: Set(Some(created.sid.clone())),
+            sent_at: Set(Some(n.sent_at.unwrap_or(now))),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        if !advanced {
+            // An early callback moved the attempt and the row already.
+            return self.finish(n, update).await;
         }
-        let notification_status = status.notification_status().unwrap_or(Status::Sent);
-        self.finish(
-            n,
-            row::ActiveModel {
-                status: Set(notification_status.as_str().to_owned()),
-                reason_code: Set(None),
-                reason: Set(None),
-                error_code: Set(None),
-                message_sid: Set(Some(created.sid.clone())),
-                sent_at: Set(Some(n.sent_at.unwrap_or(now))),
-                updated_at: Set(now),
-                ..Default::default()
-            },
-        )
-        .await
+        let to = status.notification_status().unwrap_or(Status::Sent);
+        let _turn = self.store.write_turn().await;
+        if !outbox::finish_promoting(db, &n.id, &self.instance, update, to).await? {
+            warn!(notification_id = %n.id, "lease lost before the outcome was recorded; the next holder looks the message up");
+        }
+        Ok(())
     }
 
     /// A transient failure: try again after a jittered, doubling delay, or
@@ -918,7 +944,7 @@ impl NotificationsService {
         let now = crate::domain::now();
         let age = (now - n.age_from).to_std().unwrap_or_default();
         if age >= self.settings.max_age {
-            warn!(notification_id = %n.id, attempts = n.attempts, error = %err.reason(), "WhatsApp message given up: retries exhausted");
+            warn!(notification_id = %n.id, attempts = n.attempts + 1, error = %err.reason(), "WhatsApp message given up: retries exhausted");
             let mut update = failed(
                 ReasonCode::Expired,
                 &format!(
@@ -934,7 +960,7 @@ impl NotificationsService {
         let delay = retry_delay(self.settings.retry_base, n.attempts);
         warn!(
             notification_id = %n.id,
-            attempts = n.attempts,
+            attempts = n.attempts + 1,
             retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             error = %err.reason(),
             "WhatsApp message not sent yet; retrying"

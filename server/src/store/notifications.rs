@@ -112,6 +112,36 @@ pub async fn finish(
     Ok(done.rows_affected == 1)
 }
 
+/// [`finish`], also moving the row from PENDING to `to` in the same
+/// statement; a row that something else (an early status callback) already
+/// moved keeps its status.
+pub async fn finish_promoting(
+    db: &impl ConnectionTrait,
+    id: &str,
+    owner: &str,
+    mut update: notification::ActiveModel,
+    to: Status,
+) -> Result<bool, StoreError> {
+    update.lease_owner = Set(None);
+    update.lease_until = Set(None);
+    let done = Notifications::update_many()
+        .set(update)
+        .col_expr(
+            notification::Column::Status,
+            Expr::case(
+                Expr::col(notification::Column::Status).eq(Status::Pending.as_str()),
+                to.as_str(),
+            )
+            .finally(Expr::col(notification::Column::Status))
+            .into(),
+        )
+        .filter(notification::Column::Id.eq(id))
+        .filter(notification::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
+}
+
 /// Applies `update` if `owner` still holds the row's lease, keeping it.
 pub async fn update_if_leased(
     db: &impl ConnectionTrait,
@@ -213,6 +243,27 @@ pub async fn attempt_by_sid(
         .filter(notification_attempt::Column::MessageSid.eq(sid))
         .one(db)
         .await?)
+}
+
+/// Gives an attempt its SID unless it has one: the create answer and an early
+/// status callback may each be first to learn it.
+pub async fn set_attempt_sid(
+    db: &impl ConnectionTrait,
+    notification_id: &str,
+    number: i32,
+    sid: &str,
+) -> Result<bool, StoreError> {
+    let done = Attempts::update_many()
+        .col_expr(
+            notification_attempt::Column::MessageSid,
+            Expr::value(Some(sid.to_owned())),
+        )
+        .filter(notification_attempt::Column::NotificationId.eq(notification_id))
+        .filter(notification_attempt::Column::Number.eq(number))
+        .filter(notification_attempt::Column::MessageSid.is_null())
+        .exec(db)
+        .await?;
+    Ok(done.rows_affected == 1)
 }
 
 /// Records an agent's inbound message; the window only moves forward.

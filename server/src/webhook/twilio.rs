@@ -56,11 +56,20 @@ pub async fn status(
             json!({"error": "bad_request", "message": "MessageSid and MessageStatus are required"}),
         );
     }
+    // `?n=<notification>&a=<attempt>`: set on the callback URL of each send.
+    let named = |name: &str| {
+        uri.query()
+            .map(|q| form_pairs(q.as_bytes()))
+            .and_then(|pairs| pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v))
+            .unwrap_or_default()
+    };
     let request = proto::RecordMessageStatusRequest {
         message_sid: sid.to_owned(),
         message_status: status.to_owned(),
         error_code,
         error_message: error_message.to_owned(),
+        notification_id: named("n"),
+        attempt_number: named("a").parse().unwrap_or(0),
     };
     match shim
         .client
