@@ -201,6 +201,14 @@ async fn settled(
     get(client, &found.id).await
 }
 
+/// Twilio reports the message delivered; the notification ends DELIVERED.
+async fn delivered(app: &TestApp, client: &Client, n: &proto::Notification) {
+    let (status, _) = callback(app, &n.message_sid, "delivered", "").await;
+    assert_eq!(status, 200);
+    let n = get(client, &n.id).await;
+    assert_eq!(status_of(&n), proto::NotificationStatus::Delivered);
+}
+
 fn status_of(n: &proto::Notification) -> proto::NotificationStatus {
     proto::NotificationStatus::try_from(n.status).unwrap()
 }
@@ -377,6 +385,7 @@ async fn a_429_with_retry_after_is_waited_out_and_the_message_sent_once() {
         "Retry-After: 1 honoured, waited {waited:?}"
     );
     assert_eq!(n.message_sid, twilio.created()[0]["sid"]);
+    delivered(&app, &client, &n).await;
     app.finish().await;
 }
 
@@ -410,6 +419,7 @@ async fn three_500s_then_success_send_one_message_after_looking_each_failure_up(
         assert_eq!(failed.status, "rejected", "{failed:?}");
     }
     assert_eq!(n.attempts[3].message_sid, n.message_sid);
+    delivered(&app, &client, &n).await;
     app.finish().await;
 }
 
@@ -444,6 +454,7 @@ async fn a_create_that_hangs_past_the_timeout_is_looked_up_then_sent_once() {
     assert_eq!(twilio.created().len(), 1);
     assert!(twilio.lookups() >= 1, "looked up before the resend");
     assert_eq!(n.attempts[0].status, "rejected");
+    delivered(&app, &client, &n).await;
     app.finish().await;
 }
 
@@ -479,6 +490,7 @@ async fn a_lost_create_response_is_found_in_twilio_and_never_sent_again() {
     );
     assert_eq!(n.attempts.len(), 1);
     assert_eq!(n.attempts[0].message_sid, n.message_sid);
+    delivered(&app, &client, &n).await;
     app.finish().await;
 }
 
