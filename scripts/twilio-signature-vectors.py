@@ -14,8 +14,8 @@ How RequestValidator.compute_signature(uri, params) reads params (9.13.0):
   A plain dict with a list value fails (a list is not hashable), so repeated
   keys are passed as a multidict.MultiDict (installed with twilio via aiohttp).
 - each name's values are sorted(set(values)): sorted by value, and identical
-  repeats are collapsed into one (asserted below). Distinct repeats therefore
-  follow our rule (by name, then by value); identical repeats are not vectors.
+  repeats are collapsed into one (asserted below; twilio-node does the same).
+  Our rule follows it: by name, then by value, identical pairs signed once.
 - the URI is used as given; validate() also tries it with the default port
   added and removed.
 """
@@ -127,6 +127,19 @@ CASES = [
             ("AccountSid", ACCOUNT),
             ("Tag", "a"),
             ("Tag", "B"),
+        ],
+    ),
+    (
+        # Tag=x twice: python (and node) sign an identical pair once.
+        "identical_repeats_signed_once",
+        TOKEN,
+        INBOUND,
+        None,
+        [
+            ("MessageSid", "SM00112233445566778899aabbccddeeff"),
+            ("Tag", "x"),
+            ("AccountSid", ACCOUNT),
+            ("Tag", "x"),
         ],
     ),
     (

@@ -2,9 +2,9 @@
 //!
 //! Twilio signs a form POST with base64(HMAC-SHA1(auth token, url + params)),
 //! where params are the decoded body pairs sorted by name, then by value for a
-//! repeated name (the python/node/java/ruby rule; twilio-go's sort of the
-//! concatenated `name+value` strings differs when one name prefixes another,
-//! e.g. `To` and `ToCountry`). The check runs on the raw body bytes, before any
+//! repeated name, identical pairs once (the python/node rule; twilio-go's sort
+//! of the concatenated `name+value` strings differs when one name prefixes
+//! another, e.g. `To` and `ToCountry`). The check runs on the raw body bytes, before any
 //! extractor parses them.
 
 use axum::http::HeaderMap;
@@ -44,9 +44,8 @@ pub fn sign(auth_token: &str, url: &str, params: &[(String, String)]) -> String 
 /// Decodes an application/x-www-form-urlencoded body into pairs, keeping empty values and repeats.
 ///
 /// `+` becomes a space and invalid UTF-8 becomes U+FFFD, as in Twilio's own
-/// helpers (which decode before signing). Identical repeats are kept and each
-/// is signed, as Twilio's documented rule reads; twilio-python (9.13.0) and
-/// twilio-node collapse them into one through a set.
+/// helpers (which decode before signing). Identical repeats are kept here;
+/// signing counts them once, as twilio-python (9.13.0) and twilio-node do.
 pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
     url::form_urlencoded::parse(body)
         .map(|(name, value)| (name.into_owned(), value.into_owned()))
@@ -84,6 +83,8 @@ fn mac(auth_token: &str, url: &str, params: &[(String, String)]) -> [u8; 20] {
     let mut sorted: Vec<&(String, String)> = params.iter().collect();
     // Tuple order on `String` is byte order on UTF-8: by name, then value.
     sorted.sort_unstable();
+    // Identical pairs count once, as in twilio-python and twilio-node.
+    sorted.dedup();
     let mut mac =
         HmacSha1::new_from_slice(auth_token.as_bytes()).expect("HMAC accepts keys of any length");
     mac.update(url.as_bytes());
@@ -233,10 +234,14 @@ mod tests {
     }
 
     #[test]
-    fn identical_repeats_are_not_deduplicated() {
+    fn identical_repeats_are_signed_once_as_twilio_python_does() {
         let params = form_pairs(b"Tag=x&Tag=x");
-        assert_eq!(params.len(), 2);
-        assert_eq!(sign(TOKEN, URL, &params), "oyHcV3JrIg0nnqVu4ptuJg7Q858=");
+        assert_eq!(params.len(), 2, "the pairs are kept");
+        assert_eq!(
+            sign(TOKEN, URL, &params),
+            sign(TOKEN, URL, &form_pairs(b"Tag=x")),
+            "but signed once"
+        );
     }
 
     #[test]
