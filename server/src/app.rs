@@ -178,6 +178,8 @@ impl Application {
             workers::dispatcher::DispatcherSettings {
                 sweep: Duration::from_millis(n.notify_sweep_ms.max(10)),
                 concurrency: n.notify_concurrency,
+                refresh_every: Duration::from_millis(n.notify_sweep_ms.max(10))
+                    .max(Duration::from_secs(n.notify_refresh_secs.min(60))),
                 crash_after_claim: n.test_crash_after_claim,
             },
             shutdown.clone(),
@@ -371,6 +373,7 @@ fn notify_settings(config: &Config) -> Result<NotifySettings, String> {
         retry_base: Duration::from_millis(n.notify_retry_base_ms.max(1)),
         max_age: Duration::from_secs(n.notify_max_age_secs),
         lease: Duration::from_millis(n.notify_lease_ms.max(100)),
+        refresh_after: Duration::from_secs(n.notify_refresh_secs),
     })
 }
 

@@ -268,6 +268,11 @@ pub struct NotifyConfig {
     #[arg(long, env = "CENTRALINO_NOTIFY_MAX_AGE_SECS", default_value_t = 21_600)]
     pub notify_max_age_secs: u64,
 
+    /// A SENT message without a status callback for this long (seconds) is
+    /// read back from Twilio (`GET Messages/{sid}`), for up to two days.
+    #[arg(long, env = "CENTRALINO_NOTIFY_REFRESH_SECS", default_value_t = 600)]
+    pub notify_refresh_secs: u64,
+
     /// Test hook: abort the process right after the dispatcher claims rows,
     /// before it sends them (the crash-safety test). Never set in production.
     #[arg(long, env = "CENTRALINO_TEST_CRASH_AFTER_CLAIM", hide = true)]

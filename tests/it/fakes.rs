@@ -338,8 +338,19 @@ impl Respond for TwilioResponder {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         *self.requests.lock().unwrap() += 1;
         let path = request.url.path();
-        if path == format!("/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages.json") {
+        let messages = format!("/2010-04-01/Accounts/{TWILIO_ACCOUNT}/Messages");
+        if path == format!("{messages}.json") {
             return self.messages(request);
+        }
+        if let Some(sid) = path
+            .strip_prefix(&format!("{messages}/"))
+            .and_then(|rest| rest.strip_suffix(".json"))
+        {
+            let state = self.messages.lock().unwrap();
+            return match state.created.iter().find(|m| m["sid"] == sid) {
+                Some(message) => ResponseTemplate::new(200).set_body_json(message.clone()),
+                None => twilio_error(404, Some(20404), "The requested resource was not found"),
+            };
         }
         let numbers = self.numbers.lock().unwrap();
         let base = format!("/2010-04-01/Accounts/{TWILIO_ACCOUNT}/IncomingPhoneNumbers");
@@ -424,6 +435,14 @@ impl FakeTwilio {
     /// Messages that exist in the fake Twilio.
     pub fn created(&self) -> Vec<Value> {
         self.messages.lock().unwrap().created.clone()
+    }
+
+    /// What Twilio will say about a message from now on (GET by SID).
+    pub fn set_status(&self, sid: &str, status: &str) {
+        let mut state = self.messages.lock().unwrap();
+        if let Some(message) = state.created.iter_mut().find(|m| m["sid"] == sid) {
+            message["status"] = json!(status);
+        }
     }
 
     pub fn lookups(&self) -> usize {

@@ -1010,3 +1010,32 @@ async fn a_status_callback_that_beats_the_create_answer_is_kept_and_never_undone
     assert_eq!(twilio.creates().len(), 1);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_sent_message_whose_callback_never_came_is_read_back_from_twilio() {
+    let twilio = FakeTwilio::start().await;
+    let mut args = twilio_args(&twilio, true);
+    args.extend(["--notify-refresh-secs".to_owned(), "1".to_owned()]);
+    let app = TestApp::spawn_full(TestDb::new().await, &[], args).await;
+    let client = app.admin().await;
+    let (federico, _) = agencies(&client, &twilio).await;
+    post_report(
+        &app,
+        &report(
+            "c-quiet",
+            FEDERICO_NUMBER,
+            "+393401111111",
+            "Richiesta.",
+            json!({}),
+        ),
+    )
+    .await;
+    let sent = settled(&client, &federico.id, proto::NotificationStatus::Sent).await;
+
+    // No callback ever arrives; Twilio knows it was delivered.
+    twilio.set_status(&sent.message_sid, "delivered");
+    let n = settled(&client, &federico.id, proto::NotificationStatus::Delivered).await;
+    assert_eq!(n.attempts[0].status, "delivered");
+    assert_eq!(twilio.creates().len(), 1);
+    app.finish().await;
+}

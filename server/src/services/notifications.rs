@@ -122,6 +122,8 @@ pub struct NotifySettings {
     pub max_age: Duration,
     /// How long a claimed row is ours; must outlast one Twilio request.
     pub lease: Duration,
+    /// A SENT message with no callback for this long is read back from Twilio.
+    pub refresh_after: Duration,
 }
 
 impl Default for NotifySettings {
@@ -134,6 +136,7 @@ impl Default for NotifySettings {
             retry_base: Duration::from_secs(2),
             max_age: Duration::from_secs(6 * 3600),
             lease: Duration::from_secs(60),
+            refresh_after: Duration::from_secs(600),
         }
     }
 }
@@ -671,6 +674,65 @@ impl NotificationsService {
             + chrono::TimeDelta::from_std(self.settings.lease).unwrap_or(chrono::TimeDelta::MAX);
         let _turn = self.store.write_turn().await;
         Ok(outbox::claim(self.store.conn(), &self.instance, until, now, limit).await?)
+    }
+
+    /// Reads back from Twilio the SENT messages that heard nothing for
+    /// `refresh_after` (a lost or never-configured status callback), for up
+    /// to two days after sending, and records what Twilio says as if it were
+    /// a callback. Returns how many were looked at.
+    pub async fn refresh_quiet(&self, limit: u64) -> Result<usize, ServiceError> {
+        let Some(twilio) = &self.twilio else {
+            return Ok(0);
+        };
+        let now = crate::domain::now();
+        let quiet = chrono::TimeDelta::from_std(self.settings.refresh_after)
+            .unwrap_or(chrono::TimeDelta::MAX);
+        let until = now
+            + chrono::TimeDelta::from_std(self.settings.lease).unwrap_or(chrono::TimeDelta::MAX);
+        let rows = {
+            let _turn = self.store.write_turn().await;
+            outbox::claim_quiet_sent(
+                self.store.conn(),
+                &self.instance,
+                until,
+                now,
+                now - quiet,
+                now - chrono::TimeDelta::days(2),
+                limit,
+            )
+            .await?
+        };
+        for row in &rows {
+            let Some(sid) = &row.message_sid else {
+                continue;
+            };
+            match twilio.fetch_message(sid).await {
+                Ok(message) => {
+                    if let Some(status) = MessageStatus::from_twilio(&message.status) {
+                        self.record_status(
+                            sid,
+                            status,
+                            message.error_code,
+                            message.error_message.as_deref().unwrap_or(""),
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+                Err(err) => {
+                    warn!(notification_id = %row.id, error = %err.reason(), "cannot read a sent message back from Twilio; tried again later");
+                }
+            }
+            let _turn = self.store.write_turn().await;
+            outbox::release(
+                self.store.conn(),
+                &row.id,
+                &self.instance,
+                crate::domain::now(),
+            )
+            .await?;
+        }
+        Ok(rows.len())
     }
 
     /// One delivery step for a claimed row: look up a create whose answer

@@ -93,6 +93,74 @@ pub async fn claim(
     Ok(claimed)
 }
 
+/// Leases up to `limit` SENT rows with a known SID that nothing changed
+/// since `quiet_since` and that were sent after `sent_after`: messages whose
+/// final callback may have been lost, to be read back from Twilio.
+pub async fn claim_quiet_sent(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    quiet_since: DateTime<Utc>,
+    sent_after: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<notification::Model>, StoreError> {
+    let quiet = Condition::all()
+        .add(notification::Column::Status.eq(Status::Sent.as_str()))
+        .add(notification::Column::MessageSid.is_not_null())
+        .add(notification::Column::UpdatedAt.lt(quiet_since))
+        .add(notification::Column::SentAt.gt(sent_after))
+        .add(
+            Condition::any()
+                .add(notification::Column::LeaseUntil.is_null())
+                .add(notification::Column::LeaseUntil.lt(now)),
+        );
+    let mut candidates = Query::select();
+    candidates
+        .column(notification::Column::Id)
+        .from(Notifications)
+        .cond_where(quiet.clone())
+        .order_by(notification::Column::UpdatedAt, sea_orm::Order::Asc)
+        .limit(limit);
+    if db.get_database_backend() == DbBackend::Postgres {
+        candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    Ok(Notifications::update_many()
+        .col_expr(
+            notification::Column::LeaseOwner,
+            Expr::value(owner.to_owned()),
+        )
+        .col_expr(notification::Column::LeaseUntil, Expr::value(Some(until)))
+        .filter(notification::Column::Id.in_subquery(candidates))
+        .filter(quiet)
+        .exec_with_returning(db)
+        .await?)
+}
+
+/// Ends `owner`'s lease and marks the row as looked at now.
+pub async fn release(
+    db: &impl ConnectionTrait,
+    id: &str,
+    owner: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    Notifications::update_many()
+        .col_expr(
+            notification::Column::LeaseOwner,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            notification::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(notification::Column::UpdatedAt, Expr::value(now))
+        .filter(notification::Column::Id.eq(id))
+        .filter(notification::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 /// Applies `update` if `owner` still holds the row's lease (and ends the
 /// lease). False when the lease was lost: another worker owns the row now.
 pub async fn finish(

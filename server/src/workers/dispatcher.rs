@@ -13,9 +13,14 @@ use tracing::{debug, error, info, warn};
 
 use crate::services::NotificationsService;
 
+/// Quiet SENT messages read back per sweep.
+const REFRESH_BATCH: u64 = 50;
+
 pub struct DispatcherSettings {
     pub sweep: Duration,
     pub concurrency: usize,
+    /// How often SENT messages without news are read back from Twilio.
+    pub refresh_every: Duration,
     /// Test hook: abort right after a claim (see the crash-safety test).
     pub crash_after_claim: bool,
 }
@@ -33,6 +38,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(concurrency));
     let wake = service.wake_signal();
     let mut in_flight = JoinSet::new();
+    let mut last_refresh = tokio::time::Instant::now();
     info!(
         concurrency,
         sweep_ms = u64::try_from(settings.sweep.as_millis()).unwrap_or(u64::MAX),
@@ -73,6 +79,16 @@ pub async fn run(
             }
             if claimed < free {
                 break;
+            }
+        }
+        if last_refresh.elapsed() >= settings.refresh_every {
+            last_refresh = tokio::time::Instant::now();
+            match service.refresh_quiet(REFRESH_BATCH).await {
+                Ok(0) => {}
+                Ok(n) => debug!(messages = n, "sent messages read back from Twilio"),
+                Err(err) => {
+                    warn!(error = %err, "reading sent messages back failed; next sweep retries")
+                }
             }
         }
         tokio::select! {
