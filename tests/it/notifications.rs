@@ -44,8 +44,15 @@ fn twilio_args(twilio: &FakeTwilio, template: bool) -> Vec<String> {
 }
 
 async fn start(template: bool) -> (FakeTwilio, TestApp, Client) {
+    start_with(template, &[]).await
+}
+
+/// [`start`] with more flags (later flags win).
+async fn start_with(template: bool, extra: &[&str]) -> (FakeTwilio, TestApp, Client) {
     let twilio = FakeTwilio::start().await;
-    let app = TestApp::spawn_full(TestDb::new().await, &[], twilio_args(&twilio, template)).await;
+    let mut args = twilio_args(&twilio, template);
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let app = TestApp::spawn_full(TestDb::new().await, &[], args).await;
     let client = app.admin().await;
     (twilio, app, client)
 }
@@ -425,11 +432,7 @@ async fn three_500s_then_success_send_one_message_after_looking_each_failure_up(
 
 #[tokio::test]
 async fn a_create_that_hangs_past_the_timeout_is_looked_up_then_sent_once() {
-    let twilio = FakeTwilio::start().await;
-    let mut args = twilio_args(&twilio, true);
-    args.extend(["--provider-timeout-ms".to_owned(), "300".to_owned()]);
-    let app = TestApp::spawn_full(TestDb::new().await, &[], args).await;
-    let client = app.admin().await;
+    let (twilio, app, client) = start_with(true, &["--provider-timeout-ms", "300"]).await;
     let (federico, _) = agencies(&client, &twilio).await;
     twilio.fault(&[Fault::HangNotCreated(Duration::from_secs(2))]);
 
@@ -460,11 +463,7 @@ async fn a_create_that_hangs_past_the_timeout_is_looked_up_then_sent_once() {
 
 #[tokio::test]
 async fn a_lost_create_response_is_found_in_twilio_and_never_sent_again() {
-    let twilio = FakeTwilio::start().await;
-    let mut args = twilio_args(&twilio, true);
-    args.extend(["--provider-timeout-ms".to_owned(), "300".to_owned()]);
-    let app = TestApp::spawn_full(TestDb::new().await, &[], args).await;
-    let client = app.admin().await;
+    let (twilio, app, client) = start_with(true, &["--provider-timeout-ms", "300"]).await;
     let (federico, _) = agencies(&client, &twilio).await;
     twilio.fault(&[Fault::HangCreated(Duration::from_secs(2))]);
 
@@ -1013,11 +1012,7 @@ async fn a_status_callback_that_beats_the_create_answer_is_kept_and_never_undone
 
 #[tokio::test]
 async fn a_sent_message_whose_callback_never_came_is_read_back_from_twilio() {
-    let twilio = FakeTwilio::start().await;
-    let mut args = twilio_args(&twilio, true);
-    args.extend(["--notify-refresh-secs".to_owned(), "1".to_owned()]);
-    let app = TestApp::spawn_full(TestDb::new().await, &[], args).await;
-    let client = app.admin().await;
+    let (twilio, app, client) = start_with(true, &["--notify-refresh-secs", "1"]).await;
     let (federico, _) = agencies(&client, &twilio).await;
     post_report(
         &app,

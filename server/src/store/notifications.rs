@@ -51,10 +51,7 @@ pub async fn find_by_call(
 }
 
 /// Takes up to `limit` due PENDING rows whose lease is free or expired, and
-/// leases them to `owner` until `until`. On PostgreSQL the candidate rows are
-/// locked with SKIP LOCKED, so concurrent claimers never wait for nor take
-/// each other's rows; on SQLite the single writer serialises claims and the
-/// UPDATE re-checks the lease, which is as safe.
+/// leases them to `owner` until `until` (see [`lease_where`]).
 pub async fn claim(
     db: &impl ConnectionTrait,
     owner: &str,
@@ -70,27 +67,49 @@ pub async fn claim(
                 .add(notification::Column::LeaseUntil.is_null())
                 .add(notification::Column::LeaseUntil.lt(now)),
         );
+    lease_where(
+        db,
+        owner,
+        until,
+        claimable,
+        notification::Column::NextAttemptAt,
+        limit,
+    )
+    .await
+}
+
+/// Leases to `owner` up to `limit` rows matching `condition`, oldest by
+/// `order` first: candidates locked with SKIP LOCKED on PostgreSQL (claimers
+/// never wait for nor take each other's rows); on SQLite the single writer
+/// serialises claims, and the UPDATE re-checks the condition, which is as safe.
+async fn lease_where(
+    db: &impl ConnectionTrait,
+    owner: &str,
+    until: DateTime<Utc>,
+    condition: Condition,
+    order: notification::Column,
+    limit: u64,
+) -> Result<Vec<notification::Model>, StoreError> {
     let mut candidates = Query::select();
     candidates
         .column(notification::Column::Id)
         .from(Notifications)
-        .cond_where(claimable.clone())
-        .order_by(notification::Column::NextAttemptAt, sea_orm::Order::Asc)
+        .cond_where(condition.clone())
+        .order_by(order, sea_orm::Order::Asc)
         .limit(limit);
     if db.get_database_backend() == DbBackend::Postgres {
         candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    let claimed = Notifications::update_many()
+    Ok(Notifications::update_many()
         .col_expr(
             notification::Column::LeaseOwner,
             Expr::value(owner.to_owned()),
         )
         .col_expr(notification::Column::LeaseUntil, Expr::value(Some(until)))
         .filter(notification::Column::Id.in_subquery(candidates))
-        .filter(claimable)
+        .filter(condition)
         .exec_with_returning(db)
-        .await?;
-    Ok(claimed)
+        .await?)
 }
 
 /// Leases up to `limit` SENT rows with a known SID that nothing changed
@@ -115,26 +134,15 @@ pub async fn claim_quiet_sent(
                 .add(notification::Column::LeaseUntil.is_null())
                 .add(notification::Column::LeaseUntil.lt(now)),
         );
-    let mut candidates = Query::select();
-    candidates
-        .column(notification::Column::Id)
-        .from(Notifications)
-        .cond_where(quiet.clone())
-        .order_by(notification::Column::UpdatedAt, sea_orm::Order::Asc)
-        .limit(limit);
-    if db.get_database_backend() == DbBackend::Postgres {
-        candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
-    }
-    Ok(Notifications::update_many()
-        .col_expr(
-            notification::Column::LeaseOwner,
-            Expr::value(owner.to_owned()),
-        )
-        .col_expr(notification::Column::LeaseUntil, Expr::value(Some(until)))
-        .filter(notification::Column::Id.in_subquery(candidates))
-        .filter(quiet)
-        .exec_with_returning(db)
-        .await?)
+    lease_where(
+        db,
+        owner,
+        until,
+        quiet,
+        notification::Column::UpdatedAt,
+        limit,
+    )
+    .await
 }
 
 /// Ends `owner`'s lease and marks the row as looked at now.
