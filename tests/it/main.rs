@@ -8,6 +8,7 @@ mod notifications;
 mod number_races;
 mod numbers;
 mod orders;
+mod outbox;
 mod sdk;
 mod server;
 mod validation;

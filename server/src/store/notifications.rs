@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, LockBehavior, LockType, OnConflict},
 };
 
 use super::{
@@ -53,7 +53,7 @@ pub async fn find_by_call(
 /// Takes up to `limit` due PENDING rows whose lease is free or expired, and
 /// leases them to `owner` until `until` (see [`lease_where`]).
 pub async fn claim(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     owner: &str,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -82,41 +82,55 @@ pub async fn claim(
 /// `order` first: candidates locked with SKIP LOCKED on PostgreSQL (claimers
 /// never wait for nor take each other's rows); on SQLite the single writer
 /// serialises claims, and the UPDATE re-checks the condition, which is as safe.
+///
+/// The ids are chosen first and then leased, in one transaction. A single
+/// `UPDATE … WHERE id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)` does not
+/// bound the claim on PostgreSQL: the planner may run the subquery as the
+/// inner side of a nested loop, once per outer row, and each run skips the
+/// rows this UPDATE has already changed, so the LIMIT bounds nothing (a claim
+/// of 16 leased all 500 due rows of a table without statistics yet).
 async fn lease_where(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     owner: &str,
     until: DateTime<Utc>,
     condition: Condition,
     order: notification::Column,
     limit: u64,
 ) -> Result<Vec<notification::Model>, StoreError> {
-    let mut candidates = Query::select();
-    candidates
+    let mut candidates = Notifications::find()
+        .select_only()
         .column(notification::Column::Id)
-        .from(Notifications)
-        .cond_where(condition.clone())
-        .order_by(order, sea_orm::Order::Asc)
+        .filter(condition.clone())
+        .order_by_asc(order)
         .limit(limit);
     if db.get_database_backend() == DbBackend::Postgres {
-        candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        candidates = candidates.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    Ok(Notifications::update_many()
+    let txn = db.begin().await?;
+    let ids: Vec<String> = candidates.into_tuple().all(&txn).await?;
+    if ids.is_empty() {
+        txn.commit().await?;
+        return Ok(Vec::new());
+    }
+    let leased = Notifications::update_many()
         .col_expr(
             notification::Column::LeaseOwner,
             Expr::value(owner.to_owned()),
         )
         .col_expr(notification::Column::LeaseUntil, Expr::value(Some(until)))
-        .filter(notification::Column::Id.in_subquery(candidates))
+        .filter(notification::Column::Id.is_in(ids))
         .filter(condition)
-        .exec_with_returning(db)
-        .await?)
+        .exec_with_returning(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(leased)
 }
 
 /// Leases up to `limit` SENT rows with a known SID that nothing changed
 /// since `quiet_since` and that were sent after `sent_after`: messages whose
 /// final callback may have been lost, to be read back from Twilio.
 pub async fn claim_quiet_sent(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     owner: &str,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
