@@ -1034,3 +1034,97 @@ async fn a_sent_message_whose_callback_never_came_is_read_back_from_twilio() {
     assert_eq!(twilio.creates().len(), 1);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_viewer_sees_only_its_orders_notifications_and_the_ingest_key_only_records() {
+    let (twilio, app, client) = start(true).await;
+    let (federico, gianluca) = agencies(&client, &twilio).await;
+    post_report(
+        &app,
+        &report(
+            "c-v1",
+            FEDERICO_NUMBER,
+            "+393401111111",
+            "Richiesta.",
+            json!({}),
+        ),
+    )
+    .await;
+    post_report(
+        &app,
+        &report(
+            "c-v2",
+            GIANLUCA_NUMBER,
+            "+393402222222",
+            "Richiesta.",
+            json!({}),
+        ),
+    )
+    .await;
+    let mine = settled(&client, &federico.id, proto::NotificationStatus::Sent).await;
+    let theirs = settled(&client, &gianluca.id, proto::NotificationStatus::Sent).await;
+
+    let db = app.stop().await;
+    const VIEWER: &str = "viewer-key-of-federico-0001";
+    let app = TestApp::spawn_full(
+        db,
+        &[format!("viewer:{}={VIEWER}", federico.id)],
+        twilio_args(&twilio, true),
+    )
+    .await;
+    let viewer = app.client(VIEWER).await;
+    let listed = viewer
+        .notifications()
+        .list_notifications(proto::ListNotificationsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications;
+    assert_eq!(
+        listed.iter().map(|n| &n.id).collect::<Vec<_>>(),
+        vec![&mine.id]
+    );
+    let denied = viewer
+        .notifications()
+        .get_notification(proto::GetNotificationRequest {
+            id: theirs.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let denied = viewer
+        .notifications()
+        .send_test_message(proto::SendTestMessageRequest {
+            order_id: federico.id.clone(),
+            to: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        tonic::Code::PermissionDenied,
+        "viewers write nothing"
+    );
+
+    let ingest = app.client(crate::helpers::INGEST_KEY).await;
+    let denied = ingest
+        .notifications()
+        .list_notifications(proto::ListNotificationsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    let bad = ingest
+        .notifications()
+        .record_inbound_message(proto::RecordInboundMessageRequest {
+            from: "whatsapp:not-a-number".to_owned(),
+            to: String::new(),
+            message_sid: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let mut fields = crate::helpers::violated_fields(&bad);
+    fields.sort();
+    assert_eq!(fields, vec!["from", "to"]);
+    app.finish().await;
+}
