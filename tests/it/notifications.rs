@@ -1128,3 +1128,53 @@ async fn a_viewer_sees_only_its_orders_notifications_and_the_ingest_key_only_rec
     assert_eq!(fields, vec!["from", "to"]);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn the_fallback_sender_serves_only_an_order_without_a_number_of_its_own() {
+    let (twilio, app, client) = start_with(
+        true,
+        &["--twilio-whatsapp-number", "whatsapp:+390299990000"],
+    )
+    .await;
+    let (federico, _) = agencies(&client, &twilio).await;
+    let numberless = client
+        .orders()
+        .create_order(sample_order("Agenzia Senza Numero"))
+        .await
+        .unwrap();
+    for order in [&federico, &numberless] {
+        client
+            .notifications()
+            .send_test_message(proto::SendTestMessageRequest {
+                order_id: order.id.clone(),
+                to: "+393478889999".to_owned(),
+            })
+            .await
+            .unwrap();
+    }
+    eventually(10, "two test messages at Twilio", || async {
+        (twilio.creates().len() == 2).then_some(())
+    })
+    .await;
+    let mut froms: Vec<String> = twilio
+        .creates()
+        .iter()
+        .map(|c| c.get("From").unwrap().to_owned())
+        .collect();
+    froms.sort();
+    assert_eq!(
+        froms,
+        vec![
+            format!("whatsapp:{FEDERICO_NUMBER}"),
+            "whatsapp:+390299990000".to_owned()
+        ],
+        "the order with a number sends from it; the other from TWILIO_WHATSAPP_NUMBER"
+    );
+    assert!(
+        twilio
+            .creates()
+            .iter()
+            .all(|c| c.get("To") == Some("whatsapp:+393478889999"))
+    );
+    app.finish().await;
+}
