@@ -227,7 +227,7 @@ impl CallsService {
         let notification = match (&order, &lead) {
             (Some(order), Some(lead)) => Some(
                 self.notifications
-                    .enqueue_call(&txn, order, &stored, lead, now)
+                    .enqueue_call(&txn, order, &stored, lead)
                     .await?,
             ),
             (None, _) | (_, None) => None,

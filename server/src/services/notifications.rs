@@ -211,12 +211,14 @@ impl NotificationsService {
         order: &Order,
         call: &call::Model,
         lead: &lead::Model,
-        now: DateTime<Utc>,
     ) -> Result<row::Model, ServiceError> {
         let own = numbers::find_by_order(db, order.id)
             .await?
             .map(|n| n.number);
         let (body, variables) = render(order, call, Some(lead));
+        // Stamped here, the transaction's last write before its commit: the
+        // time a notification waits is measured from (nearly) its commit.
+        let now = crate::domain::now();
         let destination = notification::destination(
             order,
             lead.zone.as_deref(),
@@ -758,7 +760,13 @@ impl NotificationsService {
                 .await;
         };
         let db = self.store.conn();
-        let attempts = outbox::attempts(db, &n.id).await?;
+        // The count and the attempt rows are written together: a row never
+        // tried has none to read.
+        let attempts = if n.attempts == 0 {
+            Vec::new()
+        } else {
+            outbox::attempts(db, &n.id).await?
+        };
 
         // A request whose answer never came may have created the message:
         // look for it before sending anything again.
