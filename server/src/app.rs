@@ -164,7 +164,7 @@ impl Application {
         } = self;
         let grpc_addr = grpc_listener.local_addr().ok();
         let http_addr = http_listener.local_addr().ok();
-        let (numbers, twilio) = numbers_service(&config, store.clone());
+        let (numbers, twilio, vapi) = numbers_service(&config, store.clone());
         let orders = OrdersService::new(store.clone(), numbers.clone());
         let reconciler = tokio::spawn(workers::link_reconciler::run(
             numbers.clone(),
@@ -204,6 +204,32 @@ impl Application {
             }
         }));
         let (shim, twilio_shim) = shims(&config, grpc_addr, &shim_key)?;
+        let r = &config.recovery;
+        let recovery = match vapi {
+            Some(vapi) if r.recovery_interval_ms > 0 => {
+                Some(tokio::spawn(workers::report_recovery::run(
+                    store.clone(),
+                    vapi,
+                    shim.client.clone(),
+                    workers::report_recovery::RecoverySettings {
+                        interval: Duration::from_millis(r.recovery_interval_ms.max(10)),
+                        lookback: Duration::from_secs(r.recovery_lookback_secs),
+                        grace: Duration::from_secs(r.recovery_grace_secs),
+                    },
+                    shutdown.clone(),
+                )))
+            }
+            Some(_) => {
+                info!("report recovery is off (CENTRALINO_RECOVERY_INTERVAL_MS=0)");
+                None
+            }
+            None => {
+                warn!(
+                    "VAPI_API_KEY is not set: lost end-of-call reports are not recovered from Vapi"
+                );
+                None
+            }
+        };
         let http_stop = shutdown.clone();
         let http_task = tokio::spawn(async move {
             axum::serve(
@@ -227,6 +253,9 @@ impl Application {
             let http = http_task.await;
             reconciler.await.ok();
             dispatcher.await.ok();
+            if let Some(recovery) = recovery {
+                recovery.await.ok();
+            }
             (grpc, http)
         })
         .await;
@@ -379,8 +408,12 @@ fn notify_settings(config: &Config) -> Result<NotifySettings, String> {
 
 /// The provider clients and link settings from configuration. A provider
 /// without credentials is absent: what needs it waits, and says why. The
-/// Twilio client is returned too, for the notifications.
-fn numbers_service(config: &Config, store: Store) -> (NumbersService, Option<TwilioClient>) {
+/// Twilio and Vapi clients are returned too, for the notifications and the
+/// report recovery.
+fn numbers_service(
+    config: &Config,
+    store: Store,
+) -> (NumbersService, Option<TwilioClient>, Option<VapiClient>) {
     let p = &config.providers;
     let retry = RetryPolicy {
         max_retries: p.provider_retries,
@@ -445,7 +478,7 @@ fn numbers_service(config: &Config, store: Store) -> (NumbersService, Option<Twi
         .map(|url| format!("{}/webhooks/vapi", url.trim_end_matches('/')));
     let numbers = NumbersService::new(
         store,
-        vapi,
+        vapi.clone(),
         twilio.clone(),
         LinkSettings {
             webhook_url,
@@ -457,7 +490,7 @@ fn numbers_service(config: &Config, store: Store) -> (NumbersService, Option<Twi
             drift_check: Duration::from_millis(config.links.link_drift_check_ms),
         },
     );
-    (numbers, twilio)
+    (numbers, twilio, vapi)
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

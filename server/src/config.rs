@@ -87,6 +87,9 @@ pub struct Config {
     #[command(flatten)]
     pub notify: NotifyConfig,
 
+    #[command(flatten)]
+    pub recovery: RecoveryConfig,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -277,6 +280,32 @@ pub struct NotifyConfig {
     /// before it sends them (the crash-safety test). Never set in production.
     #[arg(long, env = "CENTRALINO_TEST_CRASH_AFTER_CLAIM", hide = true)]
     pub test_crash_after_claim: bool,
+}
+
+/// Recovery of end-of-call reports that never arrived (needs VAPI_API_KEY).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RecoveryConfig {
+    /// How often Vapi's recent calls are compared with the stored reports, in
+    /// milliseconds; 0 turns the recovery off.
+    #[arg(
+        long,
+        env = "CENTRALINO_RECOVERY_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
+    pub recovery_interval_ms: u64,
+
+    /// How far back each pass looks, in seconds.
+    #[arg(
+        long,
+        env = "CENTRALINO_RECOVERY_LOOKBACK_SECS",
+        default_value_t = 86_400
+    )]
+    pub recovery_lookback_secs: u64,
+
+    /// Calls that ended less than this many seconds ago are left to their
+    /// webhook (which usually arrives within seconds).
+    #[arg(long, env = "CENTRALINO_RECOVERY_GRACE_SECS", default_value_t = 120)]
+    pub recovery_grace_secs: u64,
 }
 
 /// The link reconciler: retries PENDING/FAILED links and repairs drift.

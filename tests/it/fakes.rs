@@ -22,6 +22,8 @@ pub const OTHER_ASSISTANT: &str = "9b2d4c6e-1a3f-4b5d-8e7f-0a1b2c3d4e5f";
 pub struct VapiState {
     pub numbers: BTreeMap<String, Value>,
     pub assistants: BTreeMap<String, Value>,
+    /// Call objects served by GET /call.
+    pub calls: Vec<Value>,
     /// Answer this many requests with 500 before behaving.
     pub fail_next: usize,
     pub requests: Vec<(String, String)>,
@@ -92,6 +94,46 @@ impl Respond for VapiResponder {
                 Some(number) => ResponseTemplate::new(200).set_body_json(number),
                 None => nest(404, "Not Found", "Phone number not found"),
             },
+            ("GET", ["call"]) => {
+                let query: BTreeMap<String, String> = request
+                    .url
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                let time = |v: &Value| {
+                    v.as_str()
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                };
+                let bound = |name: &str| query.get(name).and_then(|t| time(&json!(t)));
+                let (after, before) = (bound("createdAtGt"), bound("createdAtLt"));
+                let limit: usize = query
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(100);
+                let mut calls: Vec<Value> = state
+                    .calls
+                    .iter()
+                    .filter(|c| {
+                        query
+                            .get("phoneNumberId")
+                            .is_none_or(|id| c["phoneNumberId"] == id.as_str())
+                    })
+                    .filter(|c| {
+                        let at = time(&c["createdAt"]);
+                        after.is_none_or(|a| at.is_some_and(|t| t > a))
+                            && before.is_none_or(|b| at.is_some_and(|t| t < b))
+                    })
+                    .cloned()
+                    .collect();
+                calls.sort_by(|a, b| {
+                    b["createdAt"]
+                        .as_str()
+                        .unwrap_or("")
+                        .cmp(a["createdAt"].as_str().unwrap_or(""))
+                });
+                calls.truncate(limit);
+                ResponseTemplate::new(200).set_body_json(calls)
+            }
             ("GET", ["assistant", id]) => match state.assistants.get(*id) {
                 Some(assistant) => ResponseTemplate::new(200).set_body_json(assistant),
                 None => nest(404, "Not Found", "Assistant not found"),
@@ -164,6 +206,22 @@ impl FakeVapi {
             .next()
             .expect("a number to tamper with");
         number[field] = value;
+    }
+
+    /// A Call object Vapi will list on GET /call.
+    pub fn add_call(&self, call: Value) {
+        self.state.lock().unwrap().calls.push(call);
+    }
+
+    /// How many GET /call requests were made.
+    pub fn call_listings(&self) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|(method, path)| method == "GET" && path == "/call")
+            .count()
     }
 
     pub fn fail_next(&self, n: usize) {

@@ -505,6 +505,39 @@ impl VapiClient {
         Ok(found)
     }
 
+    /// `GET /call?phoneNumberId=&createdAtGt=&createdAtLt=&limit=`: one page
+    /// of a number's calls, newest first, as raw Call objects (the report
+    /// mapping in `webhook/messages.rs` reads them). Page by moving
+    /// `created_before` to the oldest `createdAt` of the previous page.
+    pub async fn list_calls(
+        &self,
+        phone_number_id: &str,
+        created_after: chrono::DateTime<chrono::Utc>,
+        created_before: Option<chrono::DateTime<chrono::Utc>>,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, VapiError> {
+        let id = uuid_id(phone_number_id)?;
+        let after = created_after.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let before = created_before.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let limit = limit.clamp(1, 1000).to_string();
+        let mut query = vec![
+            ("phoneNumberId", id.as_str()),
+            ("createdAtGt", after.as_str()),
+            ("limit", limit.as_str()),
+        ];
+        if let Some(before) = &before {
+            query.push(("createdAtLt", before.as_str()));
+        }
+        let call = Call {
+            method: Method::GET,
+            path: "/call".to_owned(),
+            query: &query,
+            body: None,
+            idempotent: true,
+        };
+        decode(&self.send(call).await?, "call list")
+    }
+
     /// `GET <collection>/{id}` with the id checked as a UUID first.
     async fn get_by_id<T: serde::de::DeserializeOwned>(
         &self,

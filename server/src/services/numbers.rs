@@ -274,7 +274,11 @@ impl NumbersService {
         loop {
             let now = crate::domain::now();
             let until = now + chrono::Duration::from_std(LEASE).unwrap_or_default();
-            if numbers::try_lease(self.store.conn(), number, &owner, until, now).await? {
+            let leased = {
+                let _turn = self.store.write_turn().await;
+                numbers::try_lease(self.store.conn(), number, &owner, until, now).await?
+            };
+            if leased {
                 return Ok(Some(owner));
             }
             if !wait || started.elapsed() > LEASE_WAIT {
@@ -282,6 +286,15 @@ impl NumbersService {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Every write takes the SQLite writer's turn: a write outside it would
+    /// make a concurrent read-then-write transaction fail with
+    /// SQLITE_BUSY_SNAPSHOT ("database is locked", code 517).
+    async fn end_lease(&self, number: &PhoneNumber, owner: &str) -> Result<(), ServiceError> {
+        let _turn = self.store.write_turn().await;
+        numbers::end_lease(self.store.conn(), number, owner).await?;
+        Ok(())
     }
 
     /// One link attempt while holding the number's lease. Each attempt has
@@ -304,12 +317,12 @@ impl NumbersService {
             .await?
             .filter(|fresh| fresh.order_id == Some(order.id))
         else {
-            numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
+            self.end_lease(&managed.number, &owner).await?;
             return Err(no_number(order.id));
         };
         let outcome = self.attempt_link(order, &managed).await;
         let result = self.record(order, &managed, outcome).await;
-        numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
+        self.end_lease(&managed.number, &owner).await?;
         result
     }
 
@@ -367,7 +380,11 @@ impl NumbersService {
                 }
             }
         };
-        numbers::record_link(self.store.conn(), &managed.number, order.id, &update, now).await?;
+        {
+            let _turn = self.store.write_turn().await;
+            numbers::record_link(self.store.conn(), &managed.number, order.id, &update, now)
+                .await?;
+        }
         numbers::find(self.store.conn(), &managed.number)
             .await?
             .ok_or_else(|| no_number(order.id))
@@ -564,7 +581,7 @@ impl NumbersService {
             .filter(|fresh| fresh.order_id == Some(order.id))
             .unwrap_or(managed);
         if let Err(err) = self.remove_from_vapi(&managed).await {
-            numbers::end_lease(self.store.conn(), &managed.number, &owner).await?;
+            self.end_lease(&managed.number, &owner).await?;
             return Err(err);
         }
         let now = crate::domain::now();

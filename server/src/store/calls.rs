@@ -464,3 +464,21 @@ pub async fn first_call(
         .one(db)
         .await?)
 }
+
+/// Which of these Vapi call ids already have their end-of-call report.
+pub async fn reported_vapi_ids(
+    db: &impl ConnectionTrait,
+    vapi_call_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    if vapi_call_ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    Ok(Calls::find()
+        .filter(call::Column::VapiCallId.is_in(vapi_call_ids.iter().map(String::as_str)))
+        .filter(call::Column::ReportReceivedAt.is_not_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|c| c.vapi_call_id)
+        .collect())
+}

@@ -467,3 +467,18 @@ fn from_model(model: phone_number::Model) -> Result<ManagedNumber, StoreError> {
         assigned_at: model.assigned_at,
     })
 }
+
+/// The Vapi ids of the numbers held by an order and imported into Vapi: the
+/// ones whose calls the report recovery lists.
+pub async fn vapi_ids_of_held_numbers(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<String>, StoreError> {
+    Ok(Numbers::find()
+        .filter(phone_number::Column::OrderId.is_not_null())
+        .filter(phone_number::Column::VapiPhoneNumberId.is_not_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|n| n.vapi_phone_number_id)
+        .collect())
+}

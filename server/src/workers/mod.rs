@@ -2,3 +2,4 @@
 
 pub mod dispatcher;
 pub mod link_reconciler;
+pub mod report_recovery;
