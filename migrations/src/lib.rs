@@ -9,6 +9,7 @@ mod m20261127_000001_create_orders;
 mod m20261127_000002_phone_numbers;
 mod m20261127_000003_calls_and_leads;
 mod m20261127_000004_notifications;
+mod m20261127_000005_routing_epoch;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_phone_numbers::Migration),
             Box::new(m20261127_000003_calls_and_leads::Migration),
             Box::new(m20261127_000004_notifications::Migration),
+            Box::new(m20261127_000005_routing_epoch::Migration),
         ]
     }
 }

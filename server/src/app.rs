@@ -185,6 +185,12 @@ impl Application {
             shutdown.clone(),
         ));
         let calls = CallsService::new(store.clone(), notifications.clone());
+        let routing_watch = tokio::spawn(workers::routing_watch::run(
+            store.clone(),
+            calls.routing(),
+            Duration::from_millis(config.routing_poll_ms.max(10)),
+            shutdown.clone(),
+        ));
         let (routes, health) = grpc::routes(orders, numbers, calls, notifications, keys)
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
@@ -253,6 +259,7 @@ impl Application {
             let http = http_task.await;
             reconciler.await.ok();
             dispatcher.await.ok();
+            routing_watch.await.ok();
             if let Some(recovery) = recovery {
                 recovery.await.ok();
             }

@@ -90,6 +90,12 @@ pub struct Config {
     #[command(flatten)]
     pub recovery: RecoveryConfig,
 
+    /// How often the routing epoch is polled, in milliseconds: assistant
+    /// requests are answered from memory, and a number or order changed by
+    /// another process is seen within this time.
+    #[arg(long, env = "CENTRALINO_ROUTING_POLL_MS", default_value_t = 200)]
+    pub routing_poll_ms: u64,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

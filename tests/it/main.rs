@@ -10,6 +10,7 @@ mod numbers;
 mod orders;
 mod outbox;
 mod recovery;
+mod routing;
 mod sdk;
 mod server;
 mod validation;

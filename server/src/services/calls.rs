@@ -4,11 +4,16 @@
 use sea_orm::TransactionTrait;
 use tracing::{info, warn};
 
-use super::{NotificationsService, ServiceError, paging};
+use std::sync::Arc;
+
+use super::{
+    NotificationsService, ServiceError, paging,
+    routing::{Holder, RoutingTable},
+};
 use crate::{
     domain::{
         CallStatus, OrderId, OrderStatus, PhoneNumber,
-        call::{CallEvent, CallKey, CallReport, LeadStatus},
+        call::{CallEvent, CallReport, LeadStatus},
         lead::{self, LeadInput},
     },
     store::{
@@ -52,43 +57,39 @@ pub struct CallsService {
     store: Store,
     /// Writes the WhatsApp outbox row inside the report's transaction.
     notifications: NotificationsService,
+    /// Assistant requests are answered from memory.
+    routing: Arc<RoutingTable>,
 }
 
 impl CallsService {
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
         Self {
+            routing: Arc::new(RoutingTable::new(store.clone())),
             store,
             notifications,
         }
     }
 
-    /// Which assistant answers; a read from the store only.
+    /// The in-memory routing table (the epoch watcher keeps it current).
+    pub fn routing(&self) -> Arc<RoutingTable> {
+        self.routing.clone()
+    }
+
+    /// Which assistant answers: from the in-memory routing table, which is
+    /// reloaded after any change to numbers or orders (here at once, in
+    /// other processes within one epoch poll).
     pub async fn resolve_assistant(
         &self,
         phone_number_id: Option<&str>,
         called: Option<&PhoneNumber>,
     ) -> Result<Routing, ServiceError> {
-        let key = CallKey {
-            vapi_call_id: String::new(),
-            phone_number_id: phone_number_id.map(ToOwned::to_owned),
-            called_number: called.cloned(),
-            assistant_id: None,
-            caller: crate::domain::call::Caller::Withheld,
-        };
-        let owner = calls::resolve_owner(self.store.conn(), &key, crate::domain::now()).await?;
-        let Some(order_id) = owner.order else {
+        let Holder::Order(order) = self.routing.holder(phone_number_id, called).await? else {
             return Ok(Routing::Refuse {
                 message: REFUSAL_UNKNOWN,
                 order: None,
             });
         };
-        let Some(order) = orders::find(self.store.conn(), order_id).await? else {
-            return Ok(Routing::Refuse {
-                message: REFUSAL_UNKNOWN,
-                order: None,
-            });
-        };
-        match (order.status, order.vapi_assistant_id) {
+        match (order.status, order.assistant) {
             (OrderStatus::Setup | OrderStatus::Active, Some(assistant)) => Ok(Routing::Assistant {
                 assistant_id: assistant.to_string(),
                 order: order.id,

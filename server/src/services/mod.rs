@@ -7,6 +7,7 @@ pub mod notifications;
 pub mod numbers;
 pub mod orders;
 pub mod paging;
+pub mod routing;
 
 pub use calls::CallsService;
 pub use error::ServiceError;

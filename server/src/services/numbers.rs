@@ -186,6 +186,9 @@ impl NumbersService {
             crate::domain::now(),
         )
         .await?;
+        if claimed.is_ok() {
+            self.store.routing_changed().await?;
+        }
         drop(_turn);
         let managed = match claimed {
             Ok(managed) => managed,
@@ -384,6 +387,8 @@ impl NumbersService {
             let _turn = self.store.write_turn().await;
             numbers::record_link(self.store.conn(), &managed.number, order.id, &update, now)
                 .await?;
+            // A new Vapi phone-number id routes from now on.
+            self.store.routing_changed().await?;
         }
         numbers::find(self.store.conn(), &managed.number)
             .await?
@@ -588,6 +593,7 @@ impl NumbersService {
         {
             let _turn = self.store.write_turn().await;
             numbers::release(self.store.conn(), &managed.number, order.id, now).await?;
+            self.store.routing_changed().await?;
         }
         info!(order_id = %order.id, number = %managed.number.masked(), "number released");
         if let Some((twilio, sid)) = twilio_release

@@ -145,6 +145,11 @@ impl OrdersService {
         next.updated_at = crate::domain::now();
         let _turn = self.store.write_turn().await;
         if orders::update_if_revision(self.store.conn(), &next, current.revision).await? {
+            // Status and assistant decide how the order's calls are answered.
+            if next.status != current.status || next.vapi_assistant_id != current.vapi_assistant_id
+            {
+                self.store.routing_changed().await?;
+            }
             Ok(next)
         } else {
             Err(ServiceError::Aborted {

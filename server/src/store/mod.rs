@@ -8,8 +8,15 @@ pub mod entities;
 pub mod notifications;
 pub mod numbers;
 pub mod orders;
+pub mod routing;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -48,6 +55,10 @@ pub struct Store {
     /// on SQLITE_BUSY with growing sleeps (p99 of 80 ms at 16 writers).
     /// Queueing them here is fair and cheap. PostgreSQL needs none.
     sqlite_writer: Option<Arc<Mutex<()>>>,
+    /// Set when routing (numbers, orders) may have changed, here or in
+    /// another process: the in-memory routing table reloads before its next
+    /// answer.
+    routing_dirty: Arc<AtomicBool>,
 }
 
 impl Store {
@@ -69,7 +80,11 @@ impl Store {
         }
         let sqlite_writer =
             (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self { db, sqlite_writer })
+        Ok(Self {
+            db,
+            sqlite_writer,
+            routing_dirty: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// Hold the returned guard across a write (statement or transaction).
@@ -78,6 +93,24 @@ impl Store {
             Some(lock) => Some(lock.lock().await),
             None => None,
         }
+    }
+
+    /// Records a change that may move routing: bumps the shared epoch (other
+    /// processes reload) and marks this process's table stale. Call it with
+    /// the write turn held, right after the change.
+    pub async fn routing_changed(&self) -> Result<(), StoreError> {
+        self.routing_dirty.store(true, Ordering::SeqCst);
+        routing::bump(&self.db).await
+    }
+
+    /// Marks the routing table stale (another process moved the epoch).
+    pub fn mark_routing_stale(&self) {
+        self.routing_dirty.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the routing table must reload; clears the mark.
+    pub fn take_routing_stale(&self) -> bool {
+        self.routing_dirty.swap(false, Ordering::SeqCst)
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -3,3 +3,4 @@
 pub mod dispatcher;
 pub mod link_reconciler;
 pub mod report_recovery;
+pub mod routing_watch;
