@@ -10,6 +10,7 @@ mod m20261127_000002_phone_numbers;
 mod m20261127_000003_calls_and_leads;
 mod m20261127_000004_notifications;
 mod m20261127_000005_routing_epoch;
+mod m20261127_000006_paging_indexes;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_calls_and_leads::Migration),
             Box::new(m20261127_000004_notifications::Migration),
             Box::new(m20261127_000005_routing_epoch::Migration),
+            Box::new(m20261127_000006_paging_indexes::Migration),
         ]
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, OnConflict},
+    sea_query::{Expr, ExprTrait as _, OnConflict},
 };
 
 use super::{
@@ -294,7 +294,7 @@ pub async fn upsert_lead(
                 recommendation: Set(keep(&draft.recommendation, &found.recommendation)),
                 calls_count: Set(found.calls_count + 1),
                 last_call_id: Set(Some(call_id.to_owned())),
-                last_call_at: Set(call_at.max(found.last_call_at)),
+                last_call_at: Set(Ord::max(call_at, found.last_call_at)),
                 revision: Set(found.revision + 1),
                 updated_at: Set(now),
                 ..Default::default()
@@ -375,12 +375,12 @@ pub async fn page_calls(
         query = query.filter(call::Column::CallerNumber.eq(caller.as_str()));
     }
     if let Some((at, id)) = before {
+        // A row comparison, so that PostgreSQL uses it as the index bound
+        // (an OR of two comparisons is only a filter on the scanned rows, and
+        // deep pages would scan every newer row first).
         query = query.filter(
-            Condition::any().add(call::Column::CreatedAt.lt(at)).add(
-                Condition::all()
-                    .add(call::Column::CreatedAt.eq(at))
-                    .add(call::Column::Id.lt(id)),
-            ),
+            Expr::tuple([Expr::col(call::Column::CreatedAt), Expr::col(call::Column::Id)])
+                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
         );
     }
     Ok(query
@@ -421,12 +421,12 @@ pub async fn page_leads(
         query = query.filter(lead::Column::Zone.eq(zone.as_str()));
     }
     if let Some((at, id)) = before {
+        // A row comparison, so that PostgreSQL uses it as the index bound
+        // (an OR of two comparisons is only a filter on the scanned rows, and
+        // deep pages would scan every newer row first).
         query = query.filter(
-            Condition::any().add(lead::Column::LastCallAt.lt(at)).add(
-                Condition::all()
-                    .add(lead::Column::LastCallAt.eq(at))
-                    .add(lead::Column::Id.lt(id)),
-            ),
+            Expr::tuple([Expr::col(lead::Column::LastCallAt), Expr::col(lead::Column::Id)])
+                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
         );
     }
     Ok(query

@@ -421,14 +421,12 @@ pub async fn page(
         query = query.filter(notification::Column::Status.eq(status.as_str()));
     }
     if let Some((at, id)) = before {
+        // A row comparison, so that PostgreSQL uses it as the index bound
+        // (an OR of two comparisons is only a filter on the scanned rows, and
+        // deep pages would scan every newer row first).
         query = query.filter(
-            Condition::any()
-                .add(notification::Column::CreatedAt.lt(at))
-                .add(
-                    Condition::all()
-                        .add(notification::Column::CreatedAt.eq(at))
-                        .add(notification::Column::Id.lt(id)),
-                ),
+            Expr::tuple([Expr::col(notification::Column::CreatedAt), Expr::col(notification::Column::Id)])
+                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
         );
     }
     Ok(query
