@@ -11,7 +11,11 @@ pub struct Migration;
 const INDEXES: [(&str, &str, [&str; 2]); 3] = [
     ("calls_created", "calls", ["created_at", "id"]),
     ("leads_last_call", "leads", ["last_call_at", "id"]),
-    ("notifications_created", "notifications", ["created_at", "id"]),
+    (
+        "notifications_created",
+        "notifications",
+        ["created_at", "id"],
+    ),
 ];
 
 #[async_trait::async_trait]

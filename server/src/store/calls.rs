@@ -379,8 +379,11 @@ pub async fn page_calls(
         // (an OR of two comparisons is only a filter on the scanned rows, and
         // deep pages would scan every newer row first).
         query = query.filter(
-            Expr::tuple([Expr::col(call::Column::CreatedAt), Expr::col(call::Column::Id)])
-                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
+            Expr::tuple([
+                Expr::col(call::Column::CreatedAt),
+                Expr::col(call::Column::Id),
+            ])
+            .lt(Expr::tuple([Expr::val(at), Expr::val(id)])),
         );
     }
     Ok(query
@@ -425,8 +428,11 @@ pub async fn page_leads(
         // (an OR of two comparisons is only a filter on the scanned rows, and
         // deep pages would scan every newer row first).
         query = query.filter(
-            Expr::tuple([Expr::col(lead::Column::LastCallAt), Expr::col(lead::Column::Id)])
-                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
+            Expr::tuple([
+                Expr::col(lead::Column::LastCallAt),
+                Expr::col(lead::Column::Id),
+            ])
+            .lt(Expr::tuple([Expr::val(at), Expr::val(id)])),
         );
     }
     Ok(query

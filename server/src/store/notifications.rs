@@ -425,8 +425,11 @@ pub async fn page(
         // (an OR of two comparisons is only a filter on the scanned rows, and
         // deep pages would scan every newer row first).
         query = query.filter(
-            Expr::tuple([Expr::col(notification::Column::CreatedAt), Expr::col(notification::Column::Id)])
-                .lt(Expr::tuple([Expr::val(at).into(), Expr::val(id).into()])),
+            Expr::tuple([
+                Expr::col(notification::Column::CreatedAt),
+                Expr::col(notification::Column::Id),
+            ])
+            .lt(Expr::tuple([Expr::val(at), Expr::val(id)])),
         );
     }
     Ok(query
