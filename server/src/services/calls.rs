@@ -2,9 +2,12 @@
 //! end-of-call reports (one transaction each, idempotent), and reads.
 
 use sea_orm::TransactionTrait;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use std::sync::Arc;
+
+use sea_orm::ConnectionTrait;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     NotificationsService, ServiceError, paging,
@@ -19,7 +22,7 @@ use crate::{
     store::{
         Store,
         calls::{self, CallFilter, LeadFilter},
-        entities::{call, lead as lead_entity},
+        entities::{call, lead as lead_entity, notification as notification_entity},
         orders,
     },
 };
@@ -55,18 +58,37 @@ pub struct RecordedReport {
 #[derive(Clone, Debug)]
 pub struct CallsService {
     store: Store,
-    /// Writes the WhatsApp outbox row inside the report's transaction.
-    notifications: NotificationsService,
     /// Assistant requests are answered from memory.
     routing: Arc<RoutingTable>,
+    /// Reports waiting for the group committer.
+    reports: mpsc::Sender<PendingReport>,
+}
+
+/// Reports taken into one transaction at most.
+const MAX_BATCH: usize = 64;
+
+/// A report waiting for its batch, and where to answer.
+#[derive(Debug)]
+struct PendingReport {
+    report: CallReport,
+    reply: oneshot::Sender<Result<RecordedReport, ServiceError>>,
 }
 
 impl CallsService {
+    /// Starts the group committer of reports; call within a Tokio runtime.
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
+        let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(
+            ReportCommitter {
+                store: store.clone(),
+                notifications: notifications.clone(),
+            }
+            .run(queue),
+        );
         Self {
             routing: Arc::new(RoutingTable::new(store.clone())),
             store,
-            notifications,
+            reports,
         }
     }
 
@@ -141,115 +163,19 @@ impl CallsService {
         Ok((stored, applied))
     }
 
-    /// An end-of-call report: call, lead and (later) the notification, in one
-    /// transaction. A report already recorded is a replay and changes nothing.
+    /// An end-of-call report: call, lead and the notification, committed
+    /// together with the other reports that arrived meanwhile (group commit:
+    /// one transaction, one fsync, for many reports), each in its own
+    /// savepoint so that one failing report never fails the others. Answers
+    /// only once its batch is durable. A report already recorded is a replay
+    /// and changes nothing.
     pub async fn record_report(&self, report: CallReport) -> Result<RecordedReport, ServiceError> {
-        let now = crate::domain::now();
-        let at = report.started_at.or(report.ended_at).unwrap_or(now);
-        let _turn = self.store.write_turn().await;
-        let txn = self
-            .store
-            .conn()
-            .begin()
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.reports
+            .send(PendingReport { report, reply })
             .await
-            .map_err(crate::store::StoreError::from)?;
-        let owner = calls::resolve_owner(&txn, &report.key, at).await?;
-        calls::ensure_call(
-            &txn,
-            &report.key,
-            &owner,
-            CallStatus::Ended,
-            report.started_at,
-            now,
-        )
-        .await?;
-        let fresh = calls::record_report(&txn, &report, now).await?;
-        let stored = calls::find_call(&txn, &report.key.vapi_call_id)
-            .await?
-            .ok_or_else(|| internal("call row vanished"))?;
-        if !fresh {
-            txn.commit().await.map_err(crate::store::StoreError::from)?;
-            let lead = match &stored.lead_id {
-                Some(id) => calls::find_lead(self.store.conn(), id).await?,
-                None => None,
-            };
-            info!(vapi_call_id = %report.key.vapi_call_id, "end-of-call report replayed: nothing changed");
-            return Ok(RecordedReport {
-                call: stored,
-                replay: true,
-                lead,
-            });
-        }
-        // The row's owner was decided by its first message.
-        let order_id = stored
-            .order_id
-            .as_deref()
-            .and_then(|id| OrderId::parse(id).ok());
-        let order = match order_id {
-            Some(order_id) => orders::find(&txn, order_id).await?,
-            None => None,
-        };
-        let lead = match &order {
-            Some(order) => {
-                let draft = lead::extract(&LeadInput {
-                    structured: report.structured_data.as_ref(),
-                    summary: report.summary.as_deref(),
-                    transcript: report.transcript.as_deref(),
-                    caller: report.key.caller.number(),
-                    zones: &order.zones,
-                });
-                let lead = calls::upsert_lead(
-                    &txn,
-                    order.id,
-                    &draft,
-                    &stored.id,
-                    at,
-                    chrono::Duration::days(LEAD_WINDOW_DAYS),
-                    now,
-                )
-                .await?;
-                calls::set_call_lead(&txn, &stored.id, &lead.id).await?;
-                Some(lead)
-            }
-            None => {
-                warn!(
-                    vapi_call_id = %report.key.vapi_call_id,
-                    reason = stored.orphan_reason.as_deref().unwrap_or("unknown"),
-                    "orphan call: no order owns it"
-                );
-                None
-            }
-        };
-        let stored = calls::find_call(&txn, &report.key.vapi_call_id)
-            .await?
-            .ok_or_else(|| internal("call row vanished"))?;
-        // Exactly one WhatsApp per new report of a known order, committed
-        // with it: nothing for replays (returned above) or orphans.
-        let notification = match (&order, &lead) {
-            (Some(order), Some(lead)) => Some(
-                self.notifications
-                    .enqueue_call(&txn, order, &stored, lead)
-                    .await?,
-            ),
-            (None, _) | (_, None) => None,
-        };
-        txn.commit().await.map_err(crate::store::StoreError::from)?;
-        drop(_turn);
-        if notification.is_some() {
-            self.notifications.wake();
-        }
-        info!(
-            vapi_call_id = %report.key.vapi_call_id,
-            order_id = stored.order_id.as_deref().unwrap_or("-"),
-            notification_id = notification.as_ref().map_or("-", |n| n.id.as_str()),
-            notification_status = notification.as_ref().map_or("-", |n| n.status.as_str()),
-            "end-of-call report recorded"
-        );
-        Ok(RecordedReport {
-            call: stored,
-            replay: false,
-            lead,
-        })
+            .map_err(|_| shutting_down())?;
+        answer.await.map_err(|_| shutting_down())?
     }
 
     pub async fn get_call(&self, id: &str) -> Result<call::Model, ServiceError> {
@@ -368,6 +294,213 @@ impl CallsService {
         call.order_id
             .as_deref()
             .and_then(|id| OrderId::parse(id).ok())
+    }
+}
+
+/// Commits end-of-call reports in batches; owns no sender of its queue, so it
+/// stops once every CallsService is gone.
+#[derive(Clone, Debug)]
+struct ReportCommitter {
+    store: Store,
+    /// Writes the WhatsApp outbox row inside the report's transaction.
+    notifications: NotificationsService,
+}
+
+impl ReportCommitter {
+    /// The committer: takes every report waiting (up to [`MAX_BATCH`]), runs
+    /// them in one transaction, commits, then answers each. No timer: while
+    /// one batch commits, the next one gathers.
+    async fn run(self, mut queue: mpsc::Receiver<PendingReport>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            self.commit_batch(std::mem::take(&mut batch)).await;
+        }
+    }
+
+    async fn commit_batch(&self, batch: Vec<PendingReport>) {
+        let size = batch.len();
+        let _turn = self.store.write_turn().await;
+        let txn = match self.store.conn().begin().await {
+            Ok(txn) => txn,
+            Err(err) => {
+                let err = crate::store::StoreError::from(err);
+                warn!(error = %err, reports = size, "cannot begin the reports' transaction");
+                for pending in batch {
+                    pending.reply.send(Err(commit_failed(&err))).ok();
+                }
+                return;
+            }
+        };
+        let mut outcomes = Vec::with_capacity(size);
+        for pending in batch {
+            let outcome = match txn.begin().await {
+                Ok(savepoint) => match self.record_report_in(&savepoint, &pending.report).await {
+                    Ok(recorded) => match savepoint.commit().await {
+                        Ok(()) => Ok(recorded),
+                        Err(err) => Err(ServiceError::from(crate::store::StoreError::from(err))),
+                    },
+                    Err(err) => {
+                        // Only this report's statements are undone.
+                        savepoint.rollback().await.ok();
+                        Err(err)
+                    }
+                },
+                Err(err) => Err(ServiceError::from(crate::store::StoreError::from(err))),
+            };
+            outcomes.push((pending, outcome));
+        }
+        if let Err(err) = txn.commit().await {
+            let err = crate::store::StoreError::from(err);
+            warn!(error = %err, reports = size, "the reports' transaction did not commit; each is answered with the failure");
+            for (pending, _) in outcomes {
+                pending.reply.send(Err(commit_failed(&err))).ok();
+            }
+            return;
+        }
+        drop(_turn);
+        let mut wake = false;
+        for (pending, outcome) in outcomes {
+            if let Ok((recorded, notification)) = &outcome {
+                log_report(&pending.report, recorded, notification.as_ref());
+                wake |= notification.is_some();
+            }
+            pending.reply.send(outcome.map(|(recorded, _)| recorded)).ok();
+        }
+        if wake {
+            self.notifications.wake();
+        }
+        debug!(reports = size, "end-of-call reports committed together");
+    }
+
+    /// One report's statements, inside the batch's transaction.
+    async fn record_report_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        report: &CallReport,
+    ) -> Result<(RecordedReport, Option<notification_entity::Model>), ServiceError> {
+        let now = crate::domain::now();
+        let at = report.started_at.or(report.ended_at).unwrap_or(now);
+        let owner = calls::resolve_owner(txn, &report.key, at).await?;
+        calls::ensure_call(
+            txn,
+            &report.key,
+            &owner,
+            CallStatus::Ended,
+            report.started_at,
+            now,
+        )
+        .await?;
+        let fresh = calls::record_report(txn, report, now).await?;
+        let stored = calls::find_call(txn, &report.key.vapi_call_id)
+            .await?
+            .ok_or_else(|| internal("call row vanished"))?;
+        if !fresh {
+            let lead = match &stored.lead_id {
+                Some(id) => calls::find_lead(txn, id).await?,
+                None => None,
+            };
+            return Ok((
+                RecordedReport {
+                    call: stored,
+                    replay: true,
+                    lead,
+                },
+                None,
+            ));
+        }
+        // The row's owner was decided by its first message.
+        let order_id = stored
+            .order_id
+            .as_deref()
+            .and_then(|id| OrderId::parse(id).ok());
+        let order = match order_id {
+            Some(order_id) => orders::find(txn, order_id).await?,
+            None => None,
+        };
+        let lead = match &order {
+            Some(order) => {
+                let draft = lead::extract(&LeadInput {
+                    structured: report.structured_data.as_ref(),
+                    summary: report.summary.as_deref(),
+                    transcript: report.transcript.as_deref(),
+                    caller: report.key.caller.number(),
+                    zones: &order.zones,
+                });
+                let lead = calls::upsert_lead(
+                    txn,
+                    order.id,
+                    &draft,
+                    &stored.id,
+                    at,
+                    chrono::Duration::days(LEAD_WINDOW_DAYS),
+                    now,
+                )
+                .await?;
+                calls::set_call_lead(txn, &stored.id, &lead.id).await?;
+                Some(lead)
+            }
+            None => None,
+        };
+        let stored = calls::find_call(txn, &report.key.vapi_call_id)
+            .await?
+            .ok_or_else(|| internal("call row vanished"))?;
+        // Exactly one WhatsApp per new report of a known order, committed
+        // with it: nothing for replays (returned above) or orphans.
+        let notification = match (&order, &lead) {
+            (Some(order), Some(lead)) => Some(
+                self.notifications
+                    .enqueue_call(txn, order, &stored, lead)
+                    .await?,
+            ),
+            (None, _) | (_, None) => None,
+        };
+        Ok((
+            RecordedReport {
+                call: stored,
+                replay: false,
+                lead,
+            },
+            notification,
+        ))
+    }
+}
+
+fn log_report(
+    report: &CallReport,
+    recorded: &RecordedReport,
+    notification: Option<&notification_entity::Model>,
+) {
+    if recorded.replay {
+        info!(vapi_call_id = %report.key.vapi_call_id, "end-of-call report replayed: nothing changed");
+        return;
+    }
+    if recorded.call.order_id.is_none() {
+        warn!(
+            vapi_call_id = %report.key.vapi_call_id,
+            reason = recorded.call.orphan_reason.as_deref().unwrap_or("unknown"),
+            "orphan call: no order owns it"
+        );
+    }
+    info!(
+        vapi_call_id = %report.key.vapi_call_id,
+        order_id = recorded.call.order_id.as_deref().unwrap_or("-"),
+        notification_id = notification.map_or("-", |n| n.id.as_str()),
+        notification_status = notification.map_or("-", |n| n.status.as_str()),
+        "end-of-call report recorded"
+    );
+}
+
+fn shutting_down() -> ServiceError {
+    ServiceError::Unavailable {
+        reason: "SHUTTING_DOWN",
+        message: "the service is stopping; send the report again".to_owned(),
+    }
+}
+
+fn commit_failed(err: &crate::store::StoreError) -> ServiceError {
+    ServiceError::Unavailable {
+        reason: "COMMIT_FAILED",
+        message: format!("the report was not stored ({err}); send it again"),
     }
 }
 
