@@ -184,7 +184,8 @@ impl Application {
             },
             shutdown.clone(),
         ));
-        let calls = CallsService::new(store.clone(), notifications.clone());
+        let calls = CallsService::new(store.clone(), notifications.clone())
+            .stop_watches_on(shutdown.clone());
         let routing_watch = tokio::spawn(workers::routing_watch::run(
             store.clone(),
             calls.routing(),

@@ -14,3 +14,4 @@ mod routing;
 mod sdk;
 mod server;
 mod validation;
+mod watch;

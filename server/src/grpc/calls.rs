@@ -2,7 +2,10 @@
 
 use centralino_api::v1 as pb;
 use pb::calls_service_server::CallsService as CallsRpc;
+use tokio::sync::{broadcast::error::RecvError, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
+use tracing::{info, warn};
 
 use super::{auth::principal, convert::timestamp};
 use crate::{
@@ -12,7 +15,10 @@ use crate::{
         call::{CallEvent, CallKey, CallReport, Caller, LeadStatus},
         lead::Intent,
     },
-    services::{CallsService, ServiceError, calls::Routing},
+    services::{
+        CallsService, ServiceError,
+        calls::{CallChangeKind, CallWatch, Routing},
+    },
     store::{
         calls::{CallFilter, LeadFilter},
         entities::{call, lead},
@@ -57,8 +63,41 @@ fn require_call_id(v: &mut Violations, field: &str, id: &str) -> Option<String> 
     }
 }
 
+/// Events waiting for one watcher's connection. When it is full the
+/// watcher's forwarder stops draining the shared buffer, and falling
+/// `WATCH_BUFFER` changes behind ends the stream.
+const WATCH_QUEUE: usize = 64;
+
+type WatchItem = Result<pb::WatchCallsResponse, Status>;
+
 #[tonic::async_trait]
 impl CallsRpc for CallsApi {
+    type WatchCallsStream = ReceiverStream<WatchItem>;
+
+    async fn watch_calls(
+        &self,
+        request: Request<pb::WatchCallsRequest>,
+    ) -> Result<Response<Self::WatchCallsStream>, Status> {
+        let caller = principal(&request)?;
+        caller.authorize(Access::ListOrders)?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let order = match opt(r.order_id) {
+            None => None,
+            Some(id) => v.check("order_id", OrderId::parse(&id)),
+        };
+        if !v.is_empty() {
+            return Err(ServiceError::InvalidArgument(v.into_vec()).into());
+        }
+        let order = scoped_order(&caller, order)?;
+        // Subscribed before the response headers go out: once the client has
+        // them, every later commit reaches it.
+        let watch = self.calls.watch();
+        let (tx, rx) = mpsc::channel(WATCH_QUEUE);
+        tokio::spawn(forward(watch, order, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
     async fn resolve_assistant(
         &self,
         request: Request<pb::ResolveAssistantRequest>,
@@ -369,6 +408,69 @@ impl CallsRpc for CallsApi {
     }
 }
 
+/// Sends a watcher the changes it may see (`order`: that order's calls only;
+/// None: every call, orphans included) until the client goes away, falls too
+/// far behind, or the server stops. One slot of `tx` is kept for the status
+/// that ends the stream, so it always follows the events already queued.
+async fn forward(mut watch: CallWatch, order: Option<OrderId>, tx: mpsc::Sender<WatchItem>) {
+    let Ok(last) = tx.clone().reserve_owned().await else {
+        return;
+    };
+    let order = order.map(|o| o.to_string());
+    let end = loop {
+        let change = tokio::select! {
+            biased;
+            () = watch.stopping.cancelled() => break shutting_down(),
+            () = tx.closed() => return,
+            change = watch.changes.recv() => change,
+        };
+        let change = match change {
+            Ok(change) => change,
+            Err(RecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    order_id = order.as_deref().unwrap_or("-"),
+                    "WatchCalls client too slow: stream ended"
+                );
+                break Status::resource_exhausted(format!(
+                    "client too slow: {missed} call changes were dropped for it; reconnect and re-list with ListCalls"
+                ));
+            }
+            Err(RecvError::Closed) => break shutting_down(),
+        };
+        if let Some(order) = &order
+            && change.call.order_id.as_deref() != Some(order.as_str())
+        {
+            continue;
+        }
+        let event = pb::WatchCallsResponse {
+            kind: kind_to_pb(change.kind) as i32,
+            call: Some(call_to_pb(&change.call)),
+        };
+        tokio::select! {
+            biased;
+            () = watch.stopping.cancelled() => break shutting_down(),
+            sent = tx.send(Ok(event)) => if sent.is_err() {
+                return;
+            },
+        }
+    };
+    info!(code = ?end.code(), "WatchCalls stream ended by the server");
+    last.send(Err(end));
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("the server is shutting down; reconnect and re-list with ListCalls")
+}
+
+fn kind_to_pb(kind: CallChangeKind) -> pb::CallEventKind {
+    match kind {
+        CallChangeKind::Created => pb::CallEventKind::Created,
+        CallChangeKind::Updated => pb::CallEventKind::Updated,
+        CallChangeKind::Reported => pb::CallEventKind::Reported,
+    }
+}
+
 /// The order a list is about: a viewer's own (asking for another is refused),
 /// or what an admin or service key asked for.
 pub(super) fn scoped_order(
@@ -473,5 +575,142 @@ pub fn lead_to_pb(l: &lead::Model) -> pb::Lead {
         last_call_time: Some(timestamp(l.last_call_at)),
         create_time: Some(timestamp(l.created_at)),
         update_time: Some(timestamp(l.updated_at)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::broadcast;
+    use tokio_util::sync::CancellationToken;
+    use tonic::Code;
+
+    use super::*;
+    use crate::services::calls::CallChange;
+
+    fn change(n: usize, order: Option<&str>) -> CallChange {
+        let now = chrono::Utc::now();
+        CallChange {
+            kind: CallChangeKind::Reported,
+            call: Arc::new(call::Model {
+                id: format!("call-{n}"),
+                vapi_call_id: format!("vapi-{n}"),
+                order_id: order.map(ToOwned::to_owned),
+                orphan_reason: order.is_none().then(|| "unknown number".to_owned()),
+                phone_number: None,
+                phone_number_id: None,
+                assistant_id: None,
+                caller_number: None,
+                status: "ended".to_owned(),
+                status_rank: 6,
+                started_at: None,
+                ended_at: None,
+                duration_seconds: None,
+                ended_reason: None,
+                cost: None,
+                summary: None,
+                transcript: None,
+                recording_url: None,
+                stereo_recording_url: None,
+                structured_data: None,
+                success_evaluation: None,
+                report_received_at: Some(now),
+                lead_id: None,
+                created_at: now,
+                updated_at: now,
+            }),
+        }
+    }
+
+    /// Everything the stream yields, up to its end.
+    async fn drain(rx: &mut mpsc::Receiver<WatchItem>) -> (Vec<String>, Option<Status>) {
+        let mut ids = Vec::new();
+        while let Some(item) = rx.recv().await {
+            match item {
+                Ok(event) => ids.push(event.call.unwrap().id),
+                Err(status) => {
+                    assert!(rx.recv().await.is_none(), "nothing after the final status");
+                    return (ids, Some(status));
+                }
+            }
+        }
+        (ids, None)
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_falls_behind_the_buffer_ends_with_resource_exhausted_not_a_gap() {
+        let (changes, receiver) = broadcast::channel(4);
+        let (tx, mut rx) = mpsc::channel(3);
+        let forwarder = tokio::spawn(forward(
+            CallWatch {
+                changes: receiver,
+                stopping: CancellationToken::new(),
+            },
+            None,
+            tx,
+        ));
+        changes.send(change(0, None)).unwrap();
+        let first = rx.recv().await.unwrap().unwrap();
+        assert_eq!(first.call.unwrap().id, "call-0");
+        // 19 more while it is not reading: more than the buffer of 4.
+        for n in 1..20 {
+            changes.send(change(n, None)).unwrap();
+        }
+        let (ids, end) = drain(&mut rx).await;
+        let end = end.expect("a final status");
+        assert_eq!(end.code(), Code::ResourceExhausted);
+        assert!(end.message().contains("ListCalls"), "{}", end.message());
+        // Whatever it still got is gap-free: calls 1, 2, … in order.
+        let prefix: Vec<String> = (1..=ids.len()).map(|n| format!("call-{n}")).collect();
+        assert_eq!(ids, prefix);
+        forwarder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_order_watcher_gets_only_that_order_and_shutdown_ends_it_with_unavailable() {
+        let a = OrderId::generate();
+        let (changes, receiver) = broadcast::channel(16);
+        let stopping = CancellationToken::new();
+        let (tx, mut rx) = mpsc::channel(16);
+        let forwarder = tokio::spawn(forward(
+            CallWatch {
+                changes: receiver,
+                stopping: stopping.clone(),
+            },
+            Some(a),
+            tx,
+        ));
+        let other = OrderId::generate().to_string();
+        changes.send(change(0, Some(&a.to_string()))).unwrap();
+        changes.send(change(1, None)).unwrap();
+        changes.send(change(2, Some(&other))).unwrap();
+        changes.send(change(3, Some(&a.to_string()))).unwrap();
+        let first = rx.recv().await.unwrap().unwrap();
+        assert_eq!(first.call.unwrap().id, "call-0");
+        assert_eq!(first.kind, pb::CallEventKind::Reported as i32);
+        assert_eq!(rx.recv().await.unwrap().unwrap().call.unwrap().id, "call-3");
+        stopping.cancel();
+        let (ids, end) = drain(&mut rx).await;
+        assert!(ids.is_empty());
+        assert_eq!(end.map(|s| s.code()), Some(Code::Unavailable));
+        forwarder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_watcher_whose_client_went_away_stops() {
+        let (changes, receiver) = broadcast::channel(16);
+        let (tx, rx) = mpsc::channel(16);
+        let forwarder = tokio::spawn(forward(
+            CallWatch {
+                changes: receiver,
+                stopping: CancellationToken::new(),
+            },
+            None,
+            tx,
+        ));
+        drop(rx);
+        forwarder.await.unwrap();
+        assert_eq!(changes.receiver_count(), 0);
     }
 }

@@ -7,7 +7,8 @@ use tracing::{debug, info, warn};
 use std::sync::Arc;
 
 use sea_orm::ConnectionTrait;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{
     NotificationsService, ServiceError, paging,
@@ -62,6 +63,40 @@ pub struct CallsService {
     routing: Arc<RoutingTable>,
     /// Reports waiting for the group committer.
     reports: mpsc::Sender<PendingReport>,
+    /// Committed changes, for `WatchCalls`; `send` never waits for receivers.
+    changes: broadcast::Sender<CallChange>,
+    stopping: CancellationToken,
+}
+
+/// How many committed call changes the watch buffer holds: a watcher further
+/// behind than this loses its stream (`WatchCalls` ends it with
+/// RESOURCE_EXHAUSTED) rather than slowing ingestion down.
+pub const WATCH_BUFFER: usize = 1024;
+
+/// What a committed change did to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallChangeKind {
+    /// A status update created the row.
+    Created,
+    /// A status update moved the status forward.
+    Updated,
+    /// A new end-of-call report was recorded (never a replay).
+    Reported,
+}
+
+/// One committed change, with the call as that change stored it.
+#[derive(Debug, Clone)]
+pub struct CallChange {
+    pub kind: CallChangeKind,
+    pub call: Arc<call::Model>,
+}
+
+/// A live feed of committed call changes (this process's ingestion only).
+#[derive(Debug)]
+pub struct CallWatch {
+    pub changes: broadcast::Receiver<CallChange>,
+    /// Cancelled when the server shuts down: watchers must end then.
+    pub stopping: CancellationToken,
 }
 
 /// Reports taken into one transaction at most.
@@ -78,10 +113,12 @@ impl CallsService {
     /// Starts the group committer of reports; call within a Tokio runtime.
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
         let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
+        let changes = broadcast::channel(WATCH_BUFFER).0;
         tokio::spawn(
             ReportCommitter {
                 store: store.clone(),
                 notifications: notifications.clone(),
+                changes: changes.clone(),
             }
             .run(queue),
         );
@@ -89,6 +126,23 @@ impl CallsService {
             routing: Arc::new(RoutingTable::new(store.clone())),
             store,
             reports,
+            changes,
+            stopping: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every watch when `shutdown` is cancelled (open streams would
+    /// otherwise hold a graceful shutdown forever).
+    pub fn stop_watches_on(mut self, shutdown: CancellationToken) -> Self {
+        self.stopping = shutdown;
+        self
+    }
+
+    /// Changes committed from now on.
+    pub fn watch(&self) -> CallWatch {
+        CallWatch {
+            changes: self.changes.subscribe(),
+            stopping: self.stopping.clone(),
         }
     }
 
@@ -139,7 +193,7 @@ impl CallsService {
             .await
             .map_err(crate::store::StoreError::from)?;
         let owner = calls::resolve_owner(&txn, &event.key, at).await?;
-        calls::ensure_call(
+        let created = calls::ensure_call(
             &txn,
             &event.key,
             &owner,
@@ -160,6 +214,12 @@ impl CallsService {
             .await?
             .ok_or_else(|| internal("call row vanished"))?;
         txn.commit().await.map_err(crate::store::StoreError::from)?;
+        // Still holding the SQLite write turn: published in commit order.
+        if created {
+            publish(&self.changes, CallChangeKind::Created, &stored);
+        } else if applied {
+            publish(&self.changes, CallChangeKind::Updated, &stored);
+        }
         Ok((stored, applied))
     }
 
@@ -304,6 +364,16 @@ struct ReportCommitter {
     store: Store,
     /// Writes the WhatsApp outbox row inside the report's transaction.
     notifications: NotificationsService,
+    /// Where `WatchCalls` hears of new reports.
+    changes: broadcast::Sender<CallChange>,
+}
+
+/// After commit. Never blocks; without watchers the change is dropped.
+fn publish(changes: &broadcast::Sender<CallChange>, kind: CallChangeKind, call: &call::Model) {
+    let _ = changes.send(CallChange {
+        kind,
+        call: Arc::new(call.clone()),
+    });
 }
 
 impl ReportCommitter {
@@ -357,6 +427,14 @@ impl ReportCommitter {
             }
             return;
         }
+        // Still holding the SQLite write turn: published in commit order.
+        for (_, outcome) in &outcomes {
+            if let Ok((recorded, _)) = outcome
+                && !recorded.replay
+            {
+                publish(&self.changes, CallChangeKind::Reported, &recorded.call);
+            }
+        }
         drop(_turn);
         let mut wake = false;
         for (pending, outcome) in outcomes {
@@ -364,7 +442,10 @@ impl ReportCommitter {
                 log_report(&pending.report, recorded, notification.as_ref());
                 wake |= notification.is_some();
             }
-            pending.reply.send(outcome.map(|(recorded, _)| recorded)).ok();
+            pending
+                .reply
+                .send(outcome.map(|(recorded, _)| recorded))
+                .ok();
         }
         if wake {
             self.notifications.wake();

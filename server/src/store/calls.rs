@@ -88,7 +88,8 @@ pub async fn resolve_owner(
 }
 
 /// Creates the call's row if it does not exist yet (first message wins the
-/// insert; the unique key makes concurrent first messages safe).
+/// insert; the unique key makes concurrent first messages safe). Returns
+/// whether this call inserted it.
 pub async fn ensure_call(
     db: &impl ConnectionTrait,
     key: &CallKey,
@@ -96,8 +97,8 @@ pub async fn ensure_call(
     status: CallStatus,
     started_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    Calls::insert(call::ActiveModel {
+) -> Result<bool, StoreError> {
+    let inserted = Calls::insert(call::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         vapi_call_id: Set(key.vapi_call_id.clone()),
         order_id: Set(owner.order.map(|o| o.to_string())),
@@ -131,7 +132,7 @@ pub async fn ensure_call(
     )
     .exec_without_returning(db)
     .await?;
-    Ok(())
+    Ok(inserted > 0)
 }
 
 /// Moves the call's status forward; returns whether it moved.
