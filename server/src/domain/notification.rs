@@ -95,6 +95,8 @@ pub enum ReasonCode {
     Undelivered,
     /// Transient failures until the configured maximum age.
     Expired,
+    /// An admin asked for it to be sent again (RetryNotification).
+    AdminRetry,
 }
 
 impl ReasonCode {
@@ -108,6 +110,7 @@ impl ReasonCode {
             ReasonCode::Rejected => "REJECTED",
             ReasonCode::Undelivered => "UNDELIVERED",
             ReasonCode::Expired => "EXPIRED",
+            ReasonCode::AdminRetry => "ADMIN_RETRY",
         }
     }
 }

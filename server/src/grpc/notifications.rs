@@ -10,7 +10,6 @@ use crate::{
     domain::{
         OrderId, PhoneNumber, Violations,
         notification::{self, Kind, MessageStatus, Route},
-        summary,
     },
     services::{
         NotificationsService, ServiceError,
@@ -329,6 +328,3 @@ fn route_to_pb(r: Route) -> pb::NotificationRoute {
         Route::None => pb::NotificationRoute::None,
     }
 }
-
-/// Keeps the summary module's limit and the API's documentation in step.
-const _: () = assert!(summary::MAX_BODY_CHARS == 1600);

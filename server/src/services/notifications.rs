@@ -325,13 +325,6 @@ impl NotificationsService {
         Ok((views, next))
     }
 
-    /// The order a notification belongs to (for viewer checks).
-    pub async fn order_of(&self, id: &str) -> Result<Option<OrderId>, ServiceError> {
-        Ok(outbox::find(self.store.conn(), id)
-            .await?
-            .and_then(|r| OrderId::parse(&r.order_id).ok()))
-    }
-
     /// The order a call belongs to (viewer checks of PreviewNotification).
     pub async fn order_of_call(&self, call_id: &str) -> Result<Option<OrderId>, ServiceError> {
         Ok(crate::store::calls::find_call(self.store.conn(), call_id)
@@ -357,7 +350,7 @@ impl NotificationsService {
         let now = crate::domain::now();
         let mut update = row::ActiveModel {
             status: Set(Status::Pending.as_str().to_owned()),
-            reason_code: Set(Some("ADMIN_RETRY".to_owned())),
+            reason_code: Set(Some(ReasonCode::AdminRetry.as_str().to_owned())),
             reason: Set(Some("retry requested by an admin".to_owned())),
             next_attempt_at: Set(now),
             age_from: Set(now),
@@ -824,7 +817,7 @@ impl NotificationsService {
                     .iter()
                     .any(|a| a.trigger == Trigger::TemplateResend.as_str())
         });
-        let admin_retry = n.reason_code.as_deref() == Some("ADMIN_RETRY");
+        let admin_retry = n.reason_code.as_deref() == Some(ReasonCode::AdminRetry.as_str());
         let in_window = match (
             notification::parse_whatsapp(&from),
             notification::parse_whatsapp(&to),

@@ -1012,7 +1012,7 @@ impl NumbersService {
 
     /// Items that calls and notifications prove; never a PASS nobody proved.
     async fn later_items(&self, order: &Order) -> Result<Vec<Check>, ServiceError> {
-        use crate::domain::notification::Status as Sent;
+        use crate::domain::notification::{ReasonCode, Status as Sent};
         use crate::store::notifications as outbox;
         use CheckResult::{Declared, Fail, Pass, Unknown};
         let db = self.store.conn();
@@ -1080,13 +1080,13 @@ impl NumbersService {
                     n.reason.as_deref().unwrap_or("")
                 ),
                 match n.reason_code.as_deref() {
-                    Some("NO_DESTINATION") => {
+                    Some(code) if code == ReasonCode::NoDestination.as_str() => {
                         "give the order a default agent (UpdateOrder) or set TWILIO_DESTINATION_WHATSAPP, then RetryNotification"
                     }
-                    Some("NO_SENDER") => {
+                    Some(code) if code == ReasonCode::NoSender.as_str() => {
                         "assign the order its number (AssignNumber) or set TWILIO_WHATSAPP_NUMBER, then RetryNotification"
                     }
-                    Some("TEMPLATE_NOT_CONFIGURED") => {
+                    Some(code) if code == ReasonCode::TemplateNotConfigured.as_str() => {
                         "set TWILIO_WHATSAPP_TEMPLATE_SID to an approved Content template (or have the agent write to the agency number first), then RetryNotification"
                     }
                     _ => {
@@ -1106,7 +1106,7 @@ impl NumbersService {
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
                 ),
-                if n.reason_code.as_deref() == Some("TWILIO_NOT_CONFIGURED") {
+                if n.reason_code.as_deref() == Some(ReasonCode::TwilioNotConfigured.as_str()) {
                     "configure Twilio (TWILIO_ACCOUNT_SID + TWILIO_AUTH_TOKEN): waiting messages then go out"
                 } else {
                     "wait for Twilio's delivery receipt (needs CENTRALINO_PUBLIC_URL so Twilio can call /webhooks/twilio/status)"

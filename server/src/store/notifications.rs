@@ -40,16 +40,6 @@ pub async fn find(
     Ok(Notifications::find_by_id(id.to_owned()).one(db).await?)
 }
 
-pub async fn find_by_call(
-    db: &impl ConnectionTrait,
-    call_id: &str,
-) -> Result<Option<notification::Model>, StoreError> {
-    Ok(Notifications::find()
-        .filter(notification::Column::CallId.eq(call_id))
-        .one(db)
-        .await?)
-}
-
 /// Takes up to `limit` due PENDING rows whose lease is free or expired, and
 /// leases them to `owner` until `until` (see [`lease_where`]).
 pub async fn claim(
@@ -189,17 +179,9 @@ pub async fn finish(
     db: &impl ConnectionTrait,
     id: &str,
     owner: &str,
-    mut update: notification::ActiveModel,
+    update: notification::ActiveModel,
 ) -> Result<bool, StoreError> {
-    update.lease_owner = Set(None);
-    update.lease_until = Set(None);
-    let done = Notifications::update_many()
-        .set(update)
-        .filter(notification::Column::Id.eq(id))
-        .filter(notification::Column::LeaseOwner.eq(owner))
-        .exec(db)
-        .await?;
-    Ok(done.rows_affected == 1)
+    finish_moving(db, id, owner, update, None).await
 }
 
 /// [`finish`], also moving the row from PENDING to `to` in the same
@@ -209,14 +191,24 @@ pub async fn finish_promoting(
     db: &impl ConnectionTrait,
     id: &str,
     owner: &str,
-    mut update: notification::ActiveModel,
+    update: notification::ActiveModel,
     to: Status,
+) -> Result<bool, StoreError> {
+    finish_moving(db, id, owner, update, Some(to)).await
+}
+
+async fn finish_moving(
+    db: &impl ConnectionTrait,
+    id: &str,
+    owner: &str,
+    mut update: notification::ActiveModel,
+    promote_to: Option<Status>,
 ) -> Result<bool, StoreError> {
     update.lease_owner = Set(None);
     update.lease_until = Set(None);
-    let done = Notifications::update_many()
-        .set(update)
-        .col_expr(
+    let mut statement = Notifications::update_many().set(update);
+    if let Some(to) = promote_to {
+        statement = statement.col_expr(
             notification::Column::Status,
             Expr::case(
                 Expr::col(notification::Column::Status).eq(Status::Pending.as_str()),
@@ -224,7 +216,9 @@ pub async fn finish_promoting(
             )
             .finally(Expr::col(notification::Column::Status))
             .into(),
-        )
+        );
+    }
+    let done = statement
         .filter(notification::Column::Id.eq(id))
         .filter(notification::Column::LeaseOwner.eq(owner))
         .exec(db)
@@ -281,19 +275,6 @@ pub async fn insert_attempt(
     row: notification_attempt::ActiveModel,
 ) -> Result<(), StoreError> {
     Attempts::insert(row).exec_without_returning(db).await?;
-    Ok(())
-}
-
-pub async fn update_attempt(
-    db: &impl ConnectionTrait,
-    id: &str,
-    update: notification_attempt::ActiveModel,
-) -> Result<(), StoreError> {
-    Attempts::update_many()
-        .set(update)
-        .filter(notification_attempt::Column::Id.eq(id))
-        .exec(db)
-        .await?;
     Ok(())
 }
 
