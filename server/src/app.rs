@@ -186,6 +186,19 @@ impl Application {
         ));
         let calls = CallsService::new(store.clone(), notifications.clone())
             .stop_watches_on(shutdown.clone());
+        // Other replicas' call changes for WatchCalls. SQLite deployments are
+        // single-process: nothing to listen to.
+        let call_fanout = if store.backend_name() == "postgresql" {
+            let listener = workers::call_fanout::start(&store, &calls).await;
+            Some(tokio::spawn(workers::call_fanout::run(
+                store.clone(),
+                calls.clone(),
+                listener,
+                shutdown.clone(),
+            )))
+        } else {
+            None
+        };
         let routing_watch = tokio::spawn(workers::routing_watch::run(
             store.clone(),
             calls.routing(),
@@ -261,6 +274,9 @@ impl Application {
             reconciler.await.ok();
             dispatcher.await.ok();
             routing_watch.await.ok();
+            if let Some(call_fanout) = call_fanout {
+                call_fanout.await.ok();
+            }
             if let Some(recovery) = recovery {
                 recovery.await.ok();
             }

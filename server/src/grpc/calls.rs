@@ -17,7 +17,7 @@ use crate::{
     },
     services::{
         CallsService, ServiceError,
-        calls::{CallChangeKind, CallWatch, Routing},
+        calls::{CallChangeKind, CallWatch, Routing, WatchEvent},
     },
     store::{
         calls::{CallFilter, LeadFilter},
@@ -92,7 +92,7 @@ impl CallsRpc for CallsApi {
         let order = scoped_order(&caller, order)?;
         // Subscribed before the response headers go out: once the client has
         // them, every later commit reaches it.
-        let watch = self.calls.watch();
+        let watch = self.calls.watch()?;
         let (tx, rx) = mpsc::channel(WATCH_QUEUE);
         tokio::spawn(forward(watch, order, tx));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -425,7 +425,16 @@ async fn forward(mut watch: CallWatch, order: Option<OrderId>, tx: mpsc::Sender<
             change = watch.changes.recv() => change,
         };
         let change = match change {
-            Ok(change) => change,
+            Ok(WatchEvent::Change(change)) => change,
+            Ok(WatchEvent::Missed) => {
+                warn!(
+                    order_id = order.as_deref().unwrap_or("-"),
+                    "WatchCalls stream ended: changes from other replicas may have been missed"
+                );
+                break Status::unavailable(
+                    "missed changes from other replicas; re-list with ListCalls and watch again",
+                );
+            }
             Err(RecvError::Lagged(missed)) => {
                 warn!(
                     missed,
@@ -589,9 +598,9 @@ mod tests {
     use super::*;
     use crate::services::calls::CallChange;
 
-    fn change(n: usize, order: Option<&str>) -> CallChange {
+    fn change(n: usize, order: Option<&str>) -> WatchEvent {
         let now = chrono::Utc::now();
-        CallChange {
+        WatchEvent::Change(CallChange {
             kind: CallChangeKind::Reported,
             call: Arc::new(call::Model {
                 id: format!("call-{n}"),
@@ -620,7 +629,7 @@ mod tests {
                 created_at: now,
                 updated_at: now,
             }),
-        }
+        })
     }
 
     /// Everything the stream yields, up to its end.
@@ -694,6 +703,34 @@ mod tests {
         let (ids, end) = drain(&mut rx).await;
         assert!(ids.is_empty());
         assert_eq!(end.map(|s| s.code()), Some(Code::Unavailable));
+        forwarder.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn missed_changes_from_other_replicas_end_a_watch_with_unavailable_after_what_it_had() {
+        let (changes, receiver) = broadcast::channel(16);
+        let (tx, mut rx) = mpsc::channel(16);
+        let forwarder = tokio::spawn(forward(
+            CallWatch {
+                changes: receiver,
+                stopping: CancellationToken::new(),
+            },
+            None,
+            tx,
+        ));
+        changes.send(change(0, None)).unwrap();
+        changes.send(WatchEvent::Missed).unwrap();
+        changes.send(change(1, None)).unwrap();
+        let (ids, end) = drain(&mut rx).await;
+        assert_eq!(ids, vec!["call-0".to_owned()]);
+        let end = end.expect("a final status");
+        assert_eq!(end.code(), Code::Unavailable);
+        assert!(
+            end.message().contains("other replicas"),
+            "{}",
+            end.message()
+        );
+        assert!(end.message().contains("ListCalls"), "{}", end.message());
         forwarder.await.unwrap();
     }
 

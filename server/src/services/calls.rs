@@ -4,14 +4,17 @@
 use sea_orm::TransactionTrait;
 use tracing::{debug, info, warn};
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use sea_orm::ConnectionTrait;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    NotificationsService, ServiceError, paging,
+    NotificationsService, ServiceError, call_feed, paging,
     routing::{Holder, RoutingTable},
 };
 use crate::{
@@ -64,8 +67,23 @@ pub struct CallsService {
     /// Reports waiting for the group committer.
     reports: mpsc::Sender<PendingReport>,
     /// Committed changes, for `WatchCalls`; `send` never waits for receivers.
-    changes: broadcast::Sender<CallChange>,
+    changes: broadcast::Sender<WatchEvent>,
+    /// Where this process's changes come from, and whether the changes of
+    /// other processes reach `changes`.
+    feed: Arc<Feed>,
     stopping: CancellationToken,
+}
+
+/// This process's part in the cross-process feed of call changes.
+#[derive(Debug)]
+struct Feed {
+    /// Random per process: its own notifications are skipped on the way back.
+    origin: String,
+    /// Whether other processes' changes are being received: always on SQLite
+    /// (one process per database); on PostgreSQL while the listener is
+    /// LISTENing. While it is off, watches are refused rather than opened
+    /// with a gap.
+    live: AtomicBool,
 }
 
 /// How many committed call changes the watch buffer holds: a watcher further
@@ -91,10 +109,19 @@ pub struct CallChange {
     pub call: Arc<call::Model>,
 }
 
-/// A live feed of committed call changes (this process's ingestion only).
+/// What a watcher receives.
+#[derive(Debug, Clone)]
+pub enum WatchEvent {
+    Change(CallChange),
+    /// Changes of other processes may have been lost (the listener's
+    /// connection dropped): every watch must end, its client re-list.
+    Missed,
+}
+
+/// A live feed of committed call changes, from every process on the database.
 #[derive(Debug)]
 pub struct CallWatch {
-    pub changes: broadcast::Receiver<CallChange>,
+    pub changes: broadcast::Receiver<WatchEvent>,
     /// Cancelled when the server shuts down: watchers must end then.
     pub stopping: CancellationToken,
 }
@@ -114,11 +141,16 @@ impl CallsService {
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
         let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
         let changes = broadcast::channel(WATCH_BUFFER).0;
+        let feed = Arc::new(Feed {
+            origin: uuid::Uuid::new_v4().simple().to_string(),
+            live: AtomicBool::new(store.backend_name() != "postgresql"),
+        });
         tokio::spawn(
             ReportCommitter {
                 store: store.clone(),
                 notifications: notifications.clone(),
                 changes: changes.clone(),
+                origin: feed.origin.clone(),
             }
             .run(queue),
         );
@@ -127,8 +159,36 @@ impl CallsService {
             store,
             reports,
             changes,
+            feed,
             stopping: CancellationToken::new(),
         }
+    }
+
+    /// This process's id in the cross-process feed.
+    pub fn origin(&self) -> &str {
+        &self.feed.origin
+    }
+
+    /// Publishes a change another process committed (the fan-out worker).
+    pub fn publish_remote(&self, kind: CallChangeKind, call: call::Model) {
+        let _ = self.changes.send(WatchEvent::Change(CallChange {
+            kind,
+            call: Arc::new(call),
+        }));
+    }
+
+    /// Other processes' changes reach the watches again (listener up).
+    pub fn feed_resumed(&self) {
+        self.feed.live.store(true, Ordering::SeqCst);
+    }
+
+    /// Other processes' changes may have been lost: new watches are refused
+    /// until [`Self::feed_resumed`], open ones end. The flag goes off before
+    /// the marker is sent, and `watch` subscribes before it reads the flag,
+    /// so no watch can miss both.
+    pub fn feed_lost(&self) {
+        self.feed.live.store(false, Ordering::SeqCst);
+        let _ = self.changes.send(WatchEvent::Missed);
     }
 
     /// Ends every watch when `shutdown` is cancelled (open streams would
@@ -138,12 +198,21 @@ impl CallsService {
         self
     }
 
-    /// Changes committed from now on.
-    pub fn watch(&self) -> CallWatch {
-        CallWatch {
-            changes: self.changes.subscribe(),
-            stopping: self.stopping.clone(),
+    /// Changes committed from now on, here and in other processes; refused
+    /// while other processes' changes cannot be received.
+    pub fn watch(&self) -> Result<CallWatch, ServiceError> {
+        let changes = self.changes.subscribe();
+        if !self.feed.live.load(Ordering::SeqCst) {
+            return Err(ServiceError::Unavailable {
+                reason: "WATCH_FEED_RECONNECTING",
+                message: "changes from other replicas cannot be received right now; retry shortly"
+                    .to_owned(),
+            });
         }
+        Ok(CallWatch {
+            changes,
+            stopping: self.stopping.clone(),
+        })
     }
 
     /// The in-memory routing table (the epoch watcher keeps it current).
@@ -213,12 +282,22 @@ impl CallsService {
         let stored = calls::find_call(&txn, &event.key.vapi_call_id)
             .await?
             .ok_or_else(|| internal("call row vanished"))?;
+        let kind = if created {
+            Some(CallChangeKind::Created)
+        } else if applied {
+            Some(CallChangeKind::Updated)
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            // In the transaction: other replicas hear of it only if it commits.
+            let payloads = call_feed::encode(&self.feed.origin, [(kind, stored.id.as_str())]);
+            calls::notify(&txn, call_feed::CHANNEL, &payloads).await?;
+        }
         txn.commit().await.map_err(crate::store::StoreError::from)?;
         // Still holding the SQLite write turn: published in commit order.
-        if created {
-            publish(&self.changes, CallChangeKind::Created, &stored);
-        } else if applied {
-            publish(&self.changes, CallChangeKind::Updated, &stored);
+        if let Some(kind) = kind {
+            publish(&self.changes, kind, &stored);
         }
         Ok((stored, applied))
     }
@@ -365,15 +444,17 @@ struct ReportCommitter {
     /// Writes the WhatsApp outbox row inside the report's transaction.
     notifications: NotificationsService,
     /// Where `WatchCalls` hears of new reports.
-    changes: broadcast::Sender<CallChange>,
+    changes: broadcast::Sender<WatchEvent>,
+    /// This process's id in the notifications to other processes.
+    origin: String,
 }
 
 /// After commit. Never blocks; without watchers the change is dropped.
-fn publish(changes: &broadcast::Sender<CallChange>, kind: CallChangeKind, call: &call::Model) {
-    let _ = changes.send(CallChange {
+fn publish(changes: &broadcast::Sender<WatchEvent>, kind: CallChangeKind, call: &call::Model) {
+    let _ = changes.send(WatchEvent::Change(CallChange {
         kind,
         call: Arc::new(call.clone()),
-    });
+    }));
 }
 
 impl ReportCommitter {
@@ -419,8 +500,28 @@ impl ReportCommitter {
             };
             outcomes.push((pending, outcome));
         }
-        if let Err(err) = txn.commit().await {
-            let err = crate::store::StoreError::from(err);
+        // One notification (split only past PostgreSQL's payload limit) for
+        // the batch's new reports, delivered to other replicas on commit. If
+        // it fails the batch fails: better a retried report than a dashboard
+        // that silently misses it.
+        let payloads = call_feed::encode(
+            &self.origin,
+            outcomes.iter().filter_map(|(_, outcome)| match outcome {
+                Ok((recorded, _)) if !recorded.replay => {
+                    Some((CallChangeKind::Reported, recorded.call.id.as_str()))
+                }
+                Ok(_) | Err(_) => None,
+            }),
+        );
+        let notified = calls::notify(&txn, call_feed::CHANNEL, &payloads).await;
+        let committed = match notified {
+            Ok(()) => txn.commit().await.map_err(crate::store::StoreError::from),
+            Err(err) => {
+                txn.rollback().await.ok();
+                Err(err)
+            }
+        };
+        if let Err(err) = committed {
             warn!(error = %err, reports = size, "the reports' transaction did not commit; each is answered with the failure");
             for (pending, _) in outcomes {
                 pending.reply.send(Err(commit_failed(&err))).ok();

@@ -1,6 +1,7 @@
 //! Services: the use cases, in domain types only. Transport calls these; they
 //! call the store and (later) the providers.
 
+pub mod call_feed;
 pub mod calls;
 pub mod error;
 pub mod notifications;

@@ -239,6 +239,42 @@ pub async fn find_call(
         .await?)
 }
 
+/// The calls with these ids (row ids, not Vapi ones), in one query.
+pub async fn find_calls_by_ids(
+    db: &impl ConnectionTrait,
+    ids: &[String],
+) -> Result<Vec<call::Model>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(Calls::find()
+        .filter(call::Column::Id.is_in(ids.iter().map(String::as_str)))
+        .all(db)
+        .await?)
+}
+
+/// PostgreSQL only (no-op elsewhere): `pg_notify(channel, payload)` for each
+/// payload, inside the caller's transaction so that it is delivered only if
+/// that commits.
+pub async fn notify(
+    db: &impl ConnectionTrait,
+    channel: &str,
+    payloads: &[String],
+) -> Result<(), StoreError> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for payload in payloads {
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [channel.into(), payload.as_str().into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 pub async fn set_call_lead(
     db: &impl ConnectionTrait,
     call_id: &str,
