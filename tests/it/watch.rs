@@ -391,3 +391,192 @@ async fn shutdown_ends_a_watch_with_unavailable() {
     let end = stream.message().await;
     assert_eq!(end.unwrap_err().code(), Code::Unavailable);
 }
+
+/// Two servers on one PostgreSQL database (A with a viewer key for order
+/// A), or None on SQLite, whose deployments are single-process.
+async fn two_replicas(test: &str) -> Option<(TestApp, TestApp, proto::Order, proto::Order)> {
+    if std::env::var("TEST_DATABASE_URL").is_ok_and(|url| !url.is_empty()) {
+        let (a_app, a, b) = setup().await;
+        let args = vec!["--vapi-webhook-secret".to_owned(), SECRET.to_owned()];
+        let b_app = TestApp::spawn_full(TestDb::shared(&a_app.db.url), &[], args).await;
+        Some((a_app, b_app, a, b))
+    } else {
+        use std::io::Write;
+        writeln!(
+            std::io::stderr(),
+            "{test}: skipped, needs TEST_DATABASE_URL (PostgreSQL): SQLite is single-process"
+        )
+        .ok();
+        None
+    }
+}
+
+/// One call's messages, in order: ringing (CREATED), in-progress (UPDATED),
+/// the report (REPORTED) and its replay (nothing).
+async fn one_call(app: &TestApp, id: String, number: &'static str, n: usize) {
+    let started = chrono::Utc::now().to_rfc3339();
+    let customer = format!("+39347{:07}", 2_000_000 + n);
+    for body in [
+        status_update(&id, number, &customer, "ringing", &started),
+        status_update(&id, number, &customer, "in-progress", &started),
+        report(&id, number, &customer, &started),
+        report(&id, number, &customer, &started),
+    ] {
+        post_all(app, vec![body], 1).await;
+    }
+}
+
+#[tokio::test]
+async fn a_watch_on_one_replica_sees_every_change_ingested_by_another_exactly_once() {
+    let Some((a_app, b_app, a, _b)) =
+        two_replicas("a_watch_on_one_replica_sees_every_change_ingested_by_another").await
+    else {
+        return;
+    };
+    let viewer = a_app.client(VIEWER_A).await;
+    let mut stream = watch(&viewer, "").await.expect("a viewer may watch");
+
+    // Order A's calls mostly through replica B, two through A itself (its own
+    // notifications must not come back as duplicates); order B's all through B.
+    let (mut a_ids, mut b_ids, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+    let (a_app, b_app) = (Arc::new(a_app), Arc::new(b_app));
+    for n in 0..12 {
+        let (number, ids) = if n % 2 == 0 {
+            (A_NUMBER, &mut a_ids)
+        } else {
+            (B_NUMBER, &mut b_ids)
+        };
+        let id = format!("x-{n:02}-{}", uuid::Uuid::new_v4().simple());
+        ids.push(id.clone());
+        let app = if n == 0 || n == 4 {
+            a_app.clone()
+        } else {
+            b_app.clone()
+        };
+        tasks.push(tokio::spawn(
+            async move { one_call(&app, id, number, n).await },
+        ));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    // Posted after everything else answered: every earlier change is before
+    // it in A's stream.
+    let marker = format!("marker-{}", uuid::Uuid::new_v4().simple());
+    let started = chrono::Utc::now().to_rfc3339();
+    post_all(
+        &b_app,
+        vec![report(&marker, A_NUMBER, "+393470000009", &started)],
+        1,
+    )
+    .await;
+
+    let events = read_until(&mut stream, &marker).await;
+    for event in &events {
+        assert_eq!(event.call.as_ref().unwrap().order_id, a.id, "only order A");
+    }
+    // Not `per_call`: another replica's change carries the call as read
+    // after it, so CREATED may already show the in-progress status.
+    let mut seen: HashMap<String, Vec<proto::CallEventKind>> = HashMap::new();
+    for event in &events {
+        seen.entry(event.call.as_ref().unwrap().vapi_call_id.clone())
+            .or_default()
+            .push(proto::CallEventKind::try_from(event.kind).unwrap());
+        if event.kind == proto::CallEventKind::Reported as i32 {
+            assert!(event.call.as_ref().unwrap().report_received, "never older");
+        }
+    }
+    let mut want: HashSet<&String> = a_ids.iter().collect();
+    want.insert(&marker);
+    assert_eq!(
+        seen.keys().collect::<HashSet<_>>(),
+        want,
+        "every A call, no B call"
+    );
+    assert!(b_ids.iter().all(|id| !seen.contains_key(id)));
+    use proto::CallEventKind::{Created, Reported, Updated};
+    for id in &a_ids {
+        assert_eq!(
+            seen[id],
+            vec![Created, Updated, Reported],
+            "{id}: each change once"
+        );
+    }
+    assert_eq!(seen[&marker], vec![Reported]);
+
+    drop(stream);
+    let a_app = Arc::into_inner(a_app).unwrap();
+    Arc::into_inner(b_app).unwrap().stop().await;
+    a_app.finish().await;
+}
+
+#[tokio::test]
+async fn a_lost_listener_ends_open_watches_with_unavailable_and_watching_again_works() {
+    let Some((a_app, b_app, _a, b)) =
+        two_replicas("a_lost_listener_ends_open_watches_with_unavailable").await
+    else {
+        return;
+    };
+    let admin = a_app.admin().await;
+    let mut stream = watch(&admin, "").await.unwrap();
+
+    // Kill A's and B's listening connections, as a network cut would.
+    let db = sea_orm::Database::connect(&a_app.db.url).await.unwrap();
+    use sea_orm::ConnectionTrait;
+    let killed = db
+        .execute_unprepared(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .await
+        .unwrap();
+    assert!(killed.rows_affected() >= 1);
+    db.close().await.ok();
+
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .expect("the watch ends within 30 s");
+    assert_eq!(end.code(), Code::Unavailable);
+    assert!(
+        end.message().contains("other replicas"),
+        "{}",
+        end.message()
+    );
+
+    // Once A listens again, a new watch sees B's changes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut stream = loop {
+        match watch(&admin, &b.id).await {
+            Ok(stream) => break stream,
+            Err(code) => {
+                assert_eq!(code, Code::Unavailable);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "A never listened again"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let id = format!("again-{}", uuid::Uuid::new_v4().simple());
+    let started = chrono::Utc::now().to_rfc3339();
+    post_all(
+        &b_app,
+        vec![report(&id, B_NUMBER, "+393470000010", &started)],
+        1,
+    )
+    .await;
+    let events = read_until(&mut stream, &id).await;
+    assert_eq!(events.len(), 1);
+    drop(stream);
+    b_app.stop().await;
+    a_app.finish().await;
+}
