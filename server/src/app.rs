@@ -69,9 +69,10 @@ impl Application {
         tokio::task::spawn_blocking(crate::domain::phone::warm_up)
             .await
             .ok();
-        let store = Store::connect(
+        let store = Store::connect_with(
             &config.database.database_url,
             config.database.db_max_connections,
+            config.database.log_sql,
         )
         .await
         .map_err(StartError::Database)?;

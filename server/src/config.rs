@@ -41,6 +41,11 @@ pub struct DatabaseConfig {
     /// Size of the database connection pool.
     #[arg(long, env = "CENTRALINO_DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
+
+    /// Log every SQL statement's text (target `sqlx::query`, info) for
+    /// diagnosis and for the pgbench comparison; never the bound values.
+    #[arg(long, env = "CENTRALINO_LOG_SQL", default_value_t = false)]
+    pub log_sql: bool,
 }
 
 /// Everything `serve` needs.

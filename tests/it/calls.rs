@@ -921,3 +921,134 @@ async fn calls_page_newest_first_with_filters_and_leads_follow_their_lifecycle()
     assert_eq!(err.code(), centralino_sdk::tonic::Code::InvalidArgument);
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_caller_who_calls_again_in_the_same_burst_keeps_one_lead_and_each_call_one_whatsapp() {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, gianluca) = setup_agencies(&client).await;
+    let started = chrono::Utc::now().to_rfc3339();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+
+    // Five calls from Maria to each agency and one from Luca to Federico,
+    // the whole burst at once (reports group-committed together), and Luca's
+    // report sent twice.
+    let maria = "+393471234567";
+    let luca = "+393479876543";
+    let mut bodies = Vec::new();
+    for i in 0..5 {
+        for number in [FEDERICO_NUMBER, GIANLUCA_NUMBER] {
+            let call_id = format!("maria-{number}-{i}-{run}");
+            bodies.push(report(
+                &call_id,
+                number,
+                maria,
+                &started,
+                json!({"nome": "Maria Bianchi"}),
+            ));
+        }
+    }
+    let luca_call = format!("luca-{run}");
+    for _ in 0..2 {
+        bodies.push(report(
+            &luca_call,
+            FEDERICO_NUMBER,
+            luca,
+            &started,
+            json!({}),
+        ));
+    }
+    let http = reqwest::Client::new();
+    let url = webhook(&app);
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let response = http
+                    .post(url)
+                    .header("X-Vapi-Secret", SECRET)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let replays = answers.iter().filter(|(_, a)| a["replay"] == true).count();
+    assert_eq!(
+        replays, 1,
+        "Luca's second report is the replay: {answers:?}"
+    );
+
+    for (order, calls_from_maria) in [(&federico, 5), (&gianluca, 5)] {
+        let calls = all_calls(&client, &order.id).await;
+        let leads = client
+            .calls()
+            .list_leads(proto::ListLeadsRequest {
+                order_id: order.id.clone(),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .leads;
+        let maria_lead = leads
+            .iter()
+            .find(|l| l.phone == maria)
+            .expect("a lead for Maria");
+        assert_eq!(
+            leads.iter().filter(|l| l.phone == maria).count(),
+            1,
+            "one lead for Maria per agency"
+        );
+        assert_eq!(maria_lead.calls_count, calls_from_maria);
+        assert_eq!(maria_lead.name, "Maria Bianchi");
+        let marias: Vec<_> = calls.iter().filter(|c| c.caller_number == maria).collect();
+        assert_eq!(marias.len(), 5);
+        assert!(
+            marias.iter().all(|c| c.lead_id == maria_lead.id),
+            "every call of Maria points at her lead"
+        );
+        let notifications = client
+            .notifications()
+            .list_notifications(proto::ListNotificationsRequest {
+                order_id: order.id.clone(),
+                page_size: 50,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .notifications;
+        let mut per_call: Vec<&str> = notifications.iter().map(|n| n.call_id.as_str()).collect();
+        per_call.sort();
+        per_call.dedup();
+        assert_eq!(per_call.len(), notifications.len(), "one WhatsApp per call");
+        assert_eq!(notifications.len(), calls.len(), "and one for every call");
+    }
+    let federico_calls = all_calls(&client, &federico.id).await;
+    assert_eq!(
+        federico_calls
+            .iter()
+            .filter(|c| c.caller_number == luca)
+            .count(),
+        1,
+        "Luca's call stored once"
+    );
+    app.finish().await;
+}

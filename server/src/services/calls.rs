@@ -2,14 +2,14 @@
 //! end-of-call reports (one transaction each, idempotent), and reads.
 
 use sea_orm::TransactionTrait;
-use tracing::{debug, info, warn};
+use tracing::{Instrument as _, debug, info, info_span, warn};
 
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
 };
 
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::{
     domain::{
-        CallStatus, OrderId, OrderStatus, PhoneNumber,
+        CallStatus, Order, OrderId, OrderStatus, PhoneNumber,
         call::{CallEvent, CallReport, LeadStatus},
         lead::{self, LeadInput},
     },
@@ -27,7 +27,7 @@ use crate::{
         Store,
         calls::{self, CallFilter, LeadFilter},
         entities::{call, lead as lead_entity, notification as notification_entity},
-        orders,
+        notifications as outbox, numbers, orders,
     },
 };
 
@@ -464,7 +464,10 @@ impl ReportCommitter {
     async fn run(self, mut queue: mpsc::Receiver<PendingReport>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-            self.commit_batch(std::mem::take(&mut batch)).await;
+            let span = info_span!("report_batch", reports = batch.len());
+            self.commit_batch(std::mem::take(&mut batch))
+                .instrument(span)
+                .await;
         }
     }
 
@@ -483,21 +486,56 @@ impl ReportCommitter {
             }
         };
         let mut outcomes = Vec::with_capacity(size);
-        for pending in batch {
-            let outcome = match txn.begin().await {
-                Ok(savepoint) => match self.record_report_in(&savepoint, &pending.report).await {
-                    Ok(recorded) => match savepoint.commit().await {
-                        Ok(()) => Ok(recorded),
-                        Err(err) => Err(ServiceError::from(crate::store::StoreError::from(err))),
-                    },
+        // A second report for the same call in one batch goes after the
+        // batch, one by one: it is a replay of the first (or its retry).
+        let mut seen = std::collections::HashSet::new();
+        let (distinct, repeats): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|p| seen.insert(p.report.key.vapi_call_id.clone()));
+        let reports: Vec<&CallReport> = distinct.iter().map(|p| &p.report).collect();
+        let together = if distinct.len() == 1 && repeats.is_empty() {
+            // A lone report needs no savepoint (two fewer round trips, the
+            // common case at low load): on failure the transaction is its own.
+            match self.record_batch_in(&txn, &reports).await {
+                Ok(results) => Ok(results),
+                Err(err) => {
+                    txn.rollback().await.ok();
+                    if let Some(pending) = distinct.into_iter().next() {
+                        pending.reply.send(Err(err)).ok();
+                    }
+                    return;
+                }
+            }
+        } else {
+            match txn.begin().await {
+                Ok(savepoint) => match self.record_batch_in(&savepoint, &reports).await {
+                    Ok(results) => savepoint
+                        .commit()
+                        .await
+                        .map(|()| results)
+                        .map_err(|err| ServiceError::from(crate::store::StoreError::from(err))),
                     Err(err) => {
-                        // Only this report's statements are undone.
                         savepoint.rollback().await.ok();
                         Err(err)
                     }
                 },
                 Err(err) => Err(ServiceError::from(crate::store::StoreError::from(err))),
-            };
+            }
+        };
+        match together {
+            Ok(results) => outcomes.extend(distinct.into_iter().zip(results.into_iter().map(Ok))),
+            Err(err) => {
+                // Which report failed is unknown: each goes alone, in its own
+                // savepoint, so that only the bad one fails.
+                warn!(error = %err, reports = distinct.len(), "the batch's statements failed; recording its reports one by one");
+                for pending in distinct {
+                    let outcome = self.record_alone_in(&txn, &pending.report).await;
+                    outcomes.push((pending, outcome));
+                }
+            }
+        }
+        for pending in repeats {
+            let outcome = self.record_alone_in(&txn, &pending.report).await;
             outcomes.push((pending, outcome));
         }
         // One notification (split only past PostgreSQL's payload limit) for
@@ -554,6 +592,209 @@ impl ReportCommitter {
         debug!(reports = size, "end-of-call reports committed together");
     }
 
+    /// One report in its own savepoint of the batch's transaction.
+    async fn record_alone_in(
+        &self,
+        txn: &DatabaseTransaction,
+        report: &CallReport,
+    ) -> Result<(RecordedReport, Option<notification_entity::Model>), ServiceError> {
+        let savepoint = txn
+            .begin()
+            .await
+            .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?;
+        match self.record_report_in(&savepoint, report).await {
+            Ok(recorded) => {
+                savepoint
+                    .commit()
+                    .await
+                    .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?;
+                Ok(recorded)
+            }
+            Err(err) => {
+                // Only this report's statements are undone.
+                savepoint.rollback().await.ok();
+                Err(err)
+            }
+        }
+    }
+
+    /// Many reports (distinct Vapi call ids) in a fixed number of statements
+    /// however many they are: owners, calls (one upsert that also tells new
+    /// reports from replays), orders, leads, links, senders and outbox rows,
+    /// each one statement. Same outcome as [`Self::record_report_in`] on
+    /// each in turn, which stays the path of repeats and of isolation.
+    async fn record_batch_in(
+        &self,
+        txn: &impl ConnectionTrait,
+        reports: &[&CallReport],
+    ) -> Result<Vec<(RecordedReport, Option<notification_entity::Model>)>, ServiceError> {
+        use std::collections::{BTreeSet, HashMap, HashSet};
+        let now = crate::domain::now();
+        let window = chrono::Duration::days(LEAD_WINDOW_DAYS);
+        let at = |report: &CallReport| report.started_at.or(report.ended_at).unwrap_or(now);
+        let keys: Vec<_> = reports.iter().map(|r| (&r.key, at(r))).collect();
+        let owners = calls::resolve_owners(txn, &keys).await?;
+        let rows: Vec<_> = reports.iter().copied().zip(owners.iter()).collect();
+        let mut fresh: HashMap<String, call::Model> = calls::upsert_reports(txn, &rows, now)
+            .await?
+            .into_iter()
+            .map(|call| (call.vapi_call_id.clone(), call))
+            .collect();
+
+        // The row's owner was decided by its first message.
+        let wanted: BTreeSet<OrderId> = fresh.values().filter_map(CallsService::order_of).collect();
+        let orders: HashMap<OrderId, Order> = orders::find_many(txn, wanted)
+            .await?
+            .into_iter()
+            .map(|order| (order.id, order))
+            .collect();
+        let mut drafts = Vec::new();
+        for (i, report) in reports.iter().enumerate() {
+            let order = fresh
+                .get(&report.key.vapi_call_id)
+                .and_then(CallsService::order_of)
+                .and_then(|id| orders.get(&id));
+            if let Some(order) = order {
+                let draft = lead::extract(&LeadInput {
+                    structured: report.structured_data.as_ref(),
+                    summary: report.summary.as_deref(),
+                    transcript: report.transcript.as_deref(),
+                    caller: report.key.caller.number(),
+                    zones: &order.zones,
+                });
+                drafts.push((i, order.id, draft));
+            }
+        }
+        let pairs: Vec<(OrderId, String)> = drafts
+            .iter()
+            .filter_map(|(_, order, draft)| {
+                draft
+                    .phone
+                    .as_ref()
+                    .map(|p| (*order, p.as_str().to_owned()))
+            })
+            .collect();
+        let since = drafts.iter().map(|(i, _, _)| at(reports[*i])).min();
+        // Newest first; also the batch's memory, so that a caller's second
+        // report in this batch finds the lead its first one made.
+        let mut known = match since {
+            Some(since) if !pairs.is_empty() => {
+                calls::recent_leads(txn, &pairs, since - window).await?
+            }
+            Some(_) | None => Vec::new(),
+        };
+        let mut created = HashSet::new();
+        let mut final_state: HashMap<String, lead_entity::Model> = HashMap::new();
+        let mut lead_of = HashMap::new();
+        for (i, order, draft) in &drafts {
+            let report = reports[*i];
+            let call = &fresh[&report.key.vapi_call_id];
+            let call_at = at(report);
+            let order_key = order.to_string();
+            let existing = draft.phone.as_ref().and_then(|phone| {
+                known
+                    .iter()
+                    .filter(|l| {
+                        l.order_id == order_key
+                            && l.phone.as_deref() == Some(phone.as_str())
+                            && l.last_call_at >= call_at - window
+                    })
+                    .max_by_key(|l| l.last_call_at)
+            });
+            let (lead, new) = calls::plan_lead(existing, *order, draft, &call.id, call_at, now);
+            if new {
+                created.insert(lead.id.clone());
+            }
+            match known.iter_mut().find(|l| l.id == lead.id) {
+                Some(slot) => *slot = lead.clone(),
+                None => known.push(lead.clone()),
+            }
+            final_state.insert(lead.id.clone(), lead.clone());
+            lead_of.insert(*i, lead);
+        }
+        let (inserts, updates): (Vec<_>, Vec<_>) = final_state
+            .into_values()
+            .partition(|l| created.contains(&l.id));
+        calls::insert_leads(txn, inserts).await?;
+        for lead in &updates {
+            calls::update_lead_from_call(txn, lead).await?;
+        }
+        let links: Vec<(String, String)> = lead_of
+            .iter()
+            .map(|(i, lead)| {
+                (
+                    fresh[&reports[*i].key.vapi_call_id].id.clone(),
+                    lead.id.clone(),
+                )
+            })
+            .collect();
+        calls::set_call_leads(txn, &links).await?;
+        let senders: HashMap<OrderId, PhoneNumber> = if lead_of.is_empty() {
+            HashMap::new()
+        } else {
+            numbers::find_by_orders(
+                txn,
+                drafts
+                    .iter()
+                    .map(|(_, order, _)| *order)
+                    .collect::<BTreeSet<_>>(),
+            )
+            .await?
+            .into_iter()
+            .filter_map(|n| Some((n.order_id?, n.number)))
+            .collect()
+        };
+
+        let mut outbox_rows = Vec::new();
+        let mut results = Vec::with_capacity(reports.len());
+        for (i, report) in reports.iter().enumerate() {
+            let Some(mut call) = fresh.remove(&report.key.vapi_call_id) else {
+                // A replay: answered with what is stored.
+                let stored = calls::find_call(txn, &report.key.vapi_call_id)
+                    .await?
+                    .ok_or_else(|| internal("call row vanished"))?;
+                let lead = match &stored.lead_id {
+                    Some(id) => calls::find_lead(txn, id).await?,
+                    None => None,
+                };
+                results.push((
+                    RecordedReport {
+                        call: stored,
+                        replay: true,
+                        lead,
+                    },
+                    None,
+                ));
+                continue;
+            };
+            let lead = lead_of.remove(&i);
+            let order = CallsService::order_of(&call).and_then(|id| orders.get(&id));
+            // Exactly one WhatsApp per new report of a known order, committed
+            // with it: nothing for replays or orphans.
+            let notification = match (&lead, order) {
+                (Some(lead), Some(order)) => {
+                    call.lead_id = Some(lead.id.clone());
+                    let row =
+                        self.notifications
+                            .plan_call(order, senders.get(&order.id), &call, lead);
+                    outbox_rows.push(row.clone().into());
+                    Some(row)
+                }
+                (None, _) | (_, None) => None,
+            };
+            results.push((
+                RecordedReport {
+                    call,
+                    replay: false,
+                    lead,
+                },
+                notification,
+            ));
+        }
+        outbox::insert_many(txn, outbox_rows).await?;
+        Ok(results)
+    }
+
     /// One report's statements, inside the batch's transaction.
     async fn record_report_in(
         &self,
@@ -572,11 +813,10 @@ impl ReportCommitter {
             now,
         )
         .await?;
-        let fresh = calls::record_report(txn, report, now).await?;
-        let stored = calls::find_call(txn, &report.key.vapi_call_id)
-            .await?
-            .ok_or_else(|| internal("call row vanished"))?;
-        if !fresh {
+        let Some(mut stored) = calls::record_report(txn, report, now).await? else {
+            let stored = calls::find_call(txn, &report.key.vapi_call_id)
+                .await?
+                .ok_or_else(|| internal("call row vanished"))?;
             let lead = match &stored.lead_id {
                 Some(id) => calls::find_lead(txn, id).await?,
                 None => None,
@@ -589,7 +829,7 @@ impl ReportCommitter {
                 },
                 None,
             ));
-        }
+        };
         // The row's owner was decided by its first message.
         let order_id = stored
             .order_id
@@ -619,13 +859,12 @@ impl ReportCommitter {
                 )
                 .await?;
                 calls::set_call_lead(txn, &stored.id, &lead.id).await?;
+                // What set_call_lead wrote; no need to read the row back.
+                stored.lead_id = Some(lead.id.clone());
                 Some(lead)
             }
             None => None,
         };
-        let stored = calls::find_call(txn, &report.key.vapi_call_id)
-            .await?
-            .ok_or_else(|| internal("call row vanished"))?;
         // Exactly one WhatsApp per new report of a known order, committed
         // with it: nothing for replays (returned above) or orphans.
         let notification = match (&order, &lead) {

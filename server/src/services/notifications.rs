@@ -215,6 +215,20 @@ impl NotificationsService {
         let own = numbers::find_by_order(db, order.id)
             .await?
             .map(|n| n.number);
+        let model = self.plan_call(order, own.as_ref(), call, lead);
+        outbox::insert(db, model.clone().into()).await?;
+        Ok(model)
+    }
+
+    /// The summary row for a new report, not yet written (`own`: the order's
+    /// number, the sender). The batch path inserts many in one statement.
+    pub fn plan_call(
+        &self,
+        order: &Order,
+        own: Option<&PhoneNumber>,
+        call: &call::Model,
+        lead: &lead::Model,
+    ) -> row::Model {
         let (body, variables) = render(order, call, Some(lead));
         // Stamped here, the transaction's last write before its commit: the
         // time a notification waits is measured from (nearly) its commit.
@@ -224,8 +238,8 @@ impl NotificationsService {
             lead.zone.as_deref(),
             self.settings.fallback_destination.as_ref(),
         );
-        let from = notification::sender(own.as_ref(), self.settings.fallback_sender.as_ref());
-        let model = self.new_row(
+        let from = notification::sender(own, self.settings.fallback_sender.as_ref());
+        self.new_row(
             order.id,
             Some(call.id.clone()),
             Kind::CallSummary,
@@ -234,9 +248,7 @@ impl NotificationsService {
             body,
             &variables,
             now,
-        );
-        outbox::insert(db, model.clone().into()).await?;
-        Ok(model)
+        )
     }
 
     #[allow(clippy::too_many_arguments)]

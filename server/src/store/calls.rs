@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait,
     sea_query::{Expr, ExprTrait as _, OnConflict},
 };
 
@@ -159,12 +160,13 @@ pub async fn advance_status(
 }
 
 /// Writes the report onto the call unless one was recorded already.
-/// Returns false for a replay.
+/// Returns the call as written, or `None` for a replay (one statement:
+/// UPDATE … RETURNING).
 pub async fn record_report(
     db: &impl ConnectionTrait,
     report: &CallReport,
     now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<call::Model>, StoreError> {
     let structured = report
         .structured_data
         .as_ref()
@@ -217,12 +219,12 @@ pub async fn record_report(
             Expr::value(caller.as_str().to_owned()),
         );
     }
-    let done = update
+    let mut written = update
         .filter(call::Column::VapiCallId.eq(report.key.vapi_call_id.as_str()))
         .filter(call::Column::ReportReceivedAt.is_null())
-        .exec(db)
+        .exec_with_returning(db)
         .await?;
-    Ok(done.rows_affected == 1)
+    Ok(written.pop())
 }
 
 pub async fn find_call(
@@ -299,8 +301,7 @@ pub async fn upsert_lead(
     window: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<lead::Model, StoreError> {
-    let phone = draft.phone.as_ref().map(|p| p.as_str().to_owned());
-    let existing = match &phone {
+    let existing = match &draft.phone {
         Some(phone) => {
             Leads::find()
                 .filter(lead::Column::OrderId.eq(order.to_string()))
@@ -312,59 +313,322 @@ pub async fn upsert_lead(
         }
         None => None,
     };
+    let (lead, new) = plan_lead(existing.as_ref(), order, draft, call_id, call_at, now);
+    if new {
+        insert_leads(db, vec![lead.clone()]).await?;
+    } else {
+        update_lead_from_call(db, &lead).await?;
+    }
+    Ok(lead)
+}
+
+/// The lead after this call: `existing` (the caller's lead within the window)
+/// with newer information filled in, or a new lead. Returns whether it is new.
+pub fn plan_lead(
+    existing: Option<&lead::Model>,
+    order: OrderId,
+    draft: &LeadDraft,
+    call_id: &str,
+    call_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (lead::Model, bool) {
+    let phone = draft.phone.as_ref().map(|p| p.as_str().to_owned());
     let intent = draft.intent.map(|i| i.as_str().to_owned());
     match existing {
         Some(found) => {
-            // Newer information fills in; what was known stays when the new
-            // call did not say.
+            // What was known stays when the new call did not say.
             let keep = |new: &Option<String>, old: &Option<String>| new.clone().or(old.clone());
-            let updated = lead::ActiveModel {
-                id: Set(found.id.clone()),
-                name: Set(keep(&draft.name, &found.name)),
-                intent: Set(keep(&intent, &found.intent)),
-                property_type: Set(keep(&draft.property_type, &found.property_type)),
-                zone: Set(keep(&draft.zone, &found.zone)),
-                postcode: Set(keep(&draft.postcode, &found.postcode)),
-                address: Set(keep(&draft.address, &found.address)),
-                budget: Set(keep(&draft.budget, &found.budget)),
-                urgency: Set(keep(&draft.urgency, &found.urgency)),
-                recommendation: Set(keep(&draft.recommendation, &found.recommendation)),
-                calls_count: Set(found.calls_count + 1),
-                last_call_id: Set(Some(call_id.to_owned())),
-                last_call_at: Set(Ord::max(call_at, found.last_call_at)),
-                revision: Set(found.revision + 1),
-                updated_at: Set(now),
-                ..Default::default()
+            let lead = lead::Model {
+                name: keep(&draft.name, &found.name),
+                intent: keep(&intent, &found.intent),
+                property_type: keep(&draft.property_type, &found.property_type),
+                zone: keep(&draft.zone, &found.zone),
+                postcode: keep(&draft.postcode, &found.postcode),
+                address: keep(&draft.address, &found.address),
+                budget: keep(&draft.budget, &found.budget),
+                urgency: keep(&draft.urgency, &found.urgency),
+                recommendation: keep(&draft.recommendation, &found.recommendation),
+                calls_count: found.calls_count + 1,
+                last_call_id: Some(call_id.to_owned()),
+                last_call_at: Ord::max(call_at, found.last_call_at),
+                revision: found.revision + 1,
+                updated_at: now,
+                ..found.clone()
             };
-            Ok(Leads::update(updated).exec(db).await?)
+            (lead, false)
         }
-        None => {
-            let model = lead::ActiveModel {
-                id: Set(uuid::Uuid::now_v7().to_string()),
-                order_id: Set(order.to_string()),
-                status: Set(LeadStatus::New.as_str().to_owned()),
-                name: Set(draft.name.clone()),
-                phone: Set(phone),
-                intent: Set(intent),
-                property_type: Set(draft.property_type.clone()),
-                zone: Set(draft.zone.clone()),
-                postcode: Set(draft.postcode.clone()),
-                address: Set(draft.address.clone()),
-                budget: Set(draft.budget.clone()),
-                urgency: Set(draft.urgency.clone()),
-                recommendation: Set(draft.recommendation.clone()),
-                notes: Set(None),
-                assigned_agent: Set(None),
-                calls_count: Set(1),
-                last_call_id: Set(Some(call_id.to_owned())),
-                last_call_at: Set(call_at),
-                revision: Set(1),
-                created_at: Set(now),
-                updated_at: Set(now),
-            };
-            Ok(Leads::insert(model).exec_with_returning(db).await?)
+        None => (
+            lead::Model {
+                id: uuid::Uuid::now_v7().to_string(),
+                order_id: order.to_string(),
+                status: LeadStatus::New.as_str().to_owned(),
+                name: draft.name.clone(),
+                phone,
+                intent,
+                property_type: draft.property_type.clone(),
+                zone: draft.zone.clone(),
+                postcode: draft.postcode.clone(),
+                address: draft.address.clone(),
+                budget: draft.budget.clone(),
+                urgency: draft.urgency.clone(),
+                recommendation: draft.recommendation.clone(),
+                notes: None,
+                assigned_agent: None,
+                calls_count: 1,
+                last_call_id: Some(call_id.to_owned()),
+                last_call_at: call_at,
+                revision: 1,
+                created_at: now,
+                updated_at: now,
+            },
+            true,
+        ),
+    }
+}
+
+/// New leads, in one statement.
+pub async fn insert_leads(
+    db: &impl ConnectionTrait,
+    leads: Vec<lead::Model>,
+) -> Result<(), StoreError> {
+    if leads.is_empty() {
+        return Ok(());
+    }
+    let models = leads
+        .into_iter()
+        .map(sea_orm::IntoActiveModel::into_active_model);
+    Leads::insert_many(models)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Writes what a call changed on an existing lead: only those columns, so an
+/// agent's concurrent status or notes stay.
+pub async fn update_lead_from_call(
+    db: &impl ConnectionTrait,
+    lead: &lead::Model,
+) -> Result<(), StoreError> {
+    Leads::update(lead::ActiveModel {
+        id: Set(lead.id.clone()),
+        name: Set(lead.name.clone()),
+        intent: Set(lead.intent.clone()),
+        property_type: Set(lead.property_type.clone()),
+        zone: Set(lead.zone.clone()),
+        postcode: Set(lead.postcode.clone()),
+        address: Set(lead.address.clone()),
+        budget: Set(lead.budget.clone()),
+        urgency: Set(lead.urgency.clone()),
+        recommendation: Set(lead.recommendation.clone()),
+        calls_count: Set(lead.calls_count),
+        last_call_id: Set(lead.last_call_id.clone()),
+        last_call_at: Set(lead.last_call_at),
+        revision: Set(lead.revision),
+        updated_at: Set(lead.updated_at),
+        ..Default::default()
+    })
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// The leads of these (order, caller) pairs that saw a call since `since`,
+/// newest first (one statement; the caller picks per pair).
+pub async fn recent_leads(
+    db: &impl ConnectionTrait,
+    pairs: &[(OrderId, String)],
+    since: DateTime<Utc>,
+) -> Result<Vec<lead::Model>, StoreError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut orders: Vec<String> = pairs.iter().map(|(o, _)| o.to_string()).collect();
+    let mut phones: Vec<String> = pairs.iter().map(|(_, p)| p.clone()).collect();
+    orders.sort();
+    orders.dedup();
+    phones.sort();
+    phones.dedup();
+    Ok(Leads::find()
+        .filter(lead::Column::OrderId.is_in(orders))
+        .filter(lead::Column::Phone.is_in(phones))
+        .filter(lead::Column::LastCallAt.gte(since))
+        .order_by_desc(lead::Column::LastCallAt)
+        .all(db)
+        .await?)
+}
+
+/// Owners of many calls at once: one statement for the called numbers'
+/// assignment history (and one for Vapi phone-number ids, if any); a call
+/// whose number no order held then goes the one-call way (assistant, orphan).
+pub async fn resolve_owners(
+    db: &impl ConnectionTrait,
+    calls: &[(&CallKey, DateTime<Utc>)],
+) -> Result<Vec<Owner>, StoreError> {
+    let vapi_ids: Vec<&str> = calls
+        .iter()
+        .filter_map(|(key, _)| key.phone_number_id.as_deref())
+        .collect();
+    let mut by_vapi_id = std::collections::HashMap::new();
+    if !vapi_ids.is_empty() {
+        for row in Numbers::find()
+            .filter(phone_number::Column::VapiPhoneNumberId.is_in(vapi_ids))
+            .all(db)
+            .await?
+        {
+            if let (Some(id), Ok(number)) = (
+                row.vapi_phone_number_id,
+                PhoneNumber::from_stored(&row.number),
+            ) {
+                by_vapi_id.insert(id, number);
+            }
         }
     }
+    let numbers: Vec<Option<PhoneNumber>> = calls
+        .iter()
+        .map(|(key, _)| {
+            key.phone_number_id
+                .as_ref()
+                .and_then(|id| by_vapi_id.get(id).cloned())
+                .or_else(|| key.called_number.clone())
+        })
+        .collect();
+    let mut wanted: Vec<String> = numbers
+        .iter()
+        .flatten()
+        .map(|n| n.as_str().to_owned())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let history = super::numbers::assignments_of(db, wanted).await?;
+    let mut owners = Vec::with_capacity(calls.len());
+    for ((key, at), number) in calls.iter().zip(numbers) {
+        let held = number.as_ref().and_then(|n| {
+            history.iter().find(|a| {
+                a.number == n.as_str()
+                    && a.assigned_at <= *at
+                    && a.released_at.is_none_or(|r| r > *at)
+            })
+        });
+        let owner = match held {
+            Some(a) => Owner {
+                order: Some(
+                    OrderId::parse(&a.order_id).map_err(|err| StoreError::Corrupt {
+                        table: "number_assignments",
+                        id: a.id.to_string(),
+                        reason: format!("order_id {err}"),
+                    })?,
+                ),
+                number,
+                orphan_reason: None,
+            },
+            None => resolve_owner(db, key, *at).await?,
+        };
+        owners.push(owner);
+    }
+    Ok(owners)
+}
+
+/// Writes many reports in one statement (INSERT … ON CONFLICT DO UPDATE …
+/// RETURNING): a new call is inserted with its report, a known call without
+/// a report gets it, a call that has one (a replay) is left alone and not
+/// returned. The owner of a known call stays the one its first message
+/// decided. Vapi call ids must be distinct within `reports`.
+pub async fn upsert_reports(
+    db: &impl ConnectionTrait,
+    reports: &[(&CallReport, &Owner)],
+    now: DateTime<Utc>,
+) -> Result<Vec<call::Model>, StoreError> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = reports.iter().map(|(report, owner)| call::ActiveModel {
+        id: Set(uuid::Uuid::now_v7().to_string()),
+        vapi_call_id: Set(report.key.vapi_call_id.clone()),
+        order_id: Set(owner.order.map(|o| o.to_string())),
+        orphan_reason: Set(owner.orphan_reason.clone()),
+        phone_number: Set(owner.number.as_ref().map(|n| n.as_str().to_owned())),
+        phone_number_id: Set(report.key.phone_number_id.clone()),
+        assistant_id: Set(report.key.assistant_id.clone()),
+        caller_number: Set(report.key.caller.number().map(|n| n.as_str().to_owned())),
+        status: Set(CallStatus::Ended.as_vapi().to_owned()),
+        status_rank: Set(CallStatus::Ended.rank()),
+        started_at: Set(report.started_at),
+        ended_at: Set(report.ended_at),
+        duration_seconds: Set(report.duration()),
+        ended_reason: Set(report.ended_reason.clone()),
+        cost: Set(report.cost),
+        summary: Set(report.summary.clone()),
+        transcript: Set(report.transcript.clone()),
+        recording_url: Set(report.recording_url.clone()),
+        stereo_recording_url: Set(report.stereo_recording_url.clone()),
+        structured_data: Set(report
+            .structured_data
+            .as_ref()
+            .map(serde_json::Value::to_string)),
+        success_evaluation: Set(report.success_evaluation.clone()),
+        report_received_at: Set(Some(now)),
+        lead_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    });
+    let mut conflict = OnConflict::column(call::Column::VapiCallId);
+    conflict
+        .update_columns([
+            call::Column::Status,
+            call::Column::StatusRank,
+            call::Column::EndedAt,
+            call::Column::DurationSeconds,
+            call::Column::EndedReason,
+            call::Column::Cost,
+            call::Column::Summary,
+            call::Column::Transcript,
+            call::Column::RecordingUrl,
+            call::Column::StereoRecordingUrl,
+            call::Column::StructuredData,
+            call::Column::SuccessEvaluation,
+            call::Column::ReportReceivedAt,
+            call::Column::UpdatedAt,
+        ])
+        // Known from an earlier status update and not in the report: kept.
+        .value(
+            call::Column::StartedAt,
+            Expr::cust("COALESCE(excluded.started_at, calls.started_at)"),
+        )
+        .value(
+            call::Column::CallerNumber,
+            Expr::cust("COALESCE(excluded.caller_number, calls.caller_number)"),
+        )
+        .action_and_where(Expr::col((Calls, call::Column::ReportReceivedAt)).is_null());
+    let mut statement = Calls::insert_many(rows).on_conflict(conflict).into_query();
+    statement.returning_all();
+    let statement = db.get_database_backend().build(&statement);
+    Ok(Calls::find().from_raw_sql(statement).all(db).await?)
+}
+
+/// Links calls to their leads in one statement.
+pub async fn set_call_leads(
+    db: &impl ConnectionTrait,
+    links: &[(String, String)],
+) -> Result<(), StoreError> {
+    let Some(((first_call, first_lead), rest)) = links.split_first() else {
+        return Ok(());
+    };
+    let mut case = Expr::case(
+        Expr::col(call::Column::Id).eq(first_call.as_str()),
+        first_lead.as_str(),
+    );
+    for (call_id, lead_id) in rest {
+        case = case.case(
+            Expr::col(call::Column::Id).eq(call_id.as_str()),
+            lead_id.as_str(),
+        );
+    }
+    Calls::update_many()
+        .col_expr(call::Column::LeadId, case.into())
+        .filter(call::Column::Id.is_in(links.iter().map(|(call_id, _)| call_id.as_str())))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 pub async fn find_lead(

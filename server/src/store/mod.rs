@@ -64,15 +64,24 @@ pub struct Store {
 impl Store {
     /// Connects; a SQLite file is created if missing and switched to WAL.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_with(url, max_connections, false).await
+    }
+
+    /// As [`Store::connect`]; `log_sql` logs each statement's text (sqlx binds
+    /// values separately and never logs them).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        log_sql: bool,
+    ) -> Result<Self, StoreError> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections)
             .min_connections(1)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(10))
-            // sqlx logs every statement at info otherwise; statements can
-            // carry personal data.
-            .sqlx_logging(false);
+            // Off by default: a line per statement is noise at 3 a.m.
+            .sqlx_logging(log_sql);
         let db = Database::connect(options).await?;
         if db.get_database_backend() == DbBackend::Sqlite && !url.contains(":memory:") {
             // WAL lets readers run beside the writer; the mode is stored in the file.

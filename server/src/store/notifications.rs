@@ -33,6 +33,20 @@ pub async fn insert(
     Ok(())
 }
 
+/// Many outbox rows in one statement (a batch of reports).
+pub async fn insert_many(
+    db: &impl ConnectionTrait,
+    rows: Vec<notification::ActiveModel>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    Notifications::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn find(
     db: &impl ConnectionTrait,
     id: &str,

@@ -63,6 +63,40 @@ pub async fn find_by_order(
         .transpose()
 }
 
+/// The numbers held by these orders (one statement).
+pub async fn find_by_orders(
+    db: &impl ConnectionTrait,
+    orders: impl IntoIterator<Item = OrderId>,
+) -> Result<Vec<ManagedNumber>, StoreError> {
+    let ids: Vec<String> = orders.into_iter().map(|id| id.to_string()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Numbers::find()
+        .filter(phone_number::Column::OrderId.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
+/// Every assignment of these numbers (one statement), for resolving many
+/// calls' owners at once.
+pub async fn assignments_of(
+    db: &impl ConnectionTrait,
+    numbers: impl IntoIterator<Item = String>,
+) -> Result<Vec<number_assignment::Model>, StoreError> {
+    let numbers: Vec<String> = numbers.into_iter().collect();
+    if numbers.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(Assignments::find()
+        .filter(number_assignment::Column::Number.is_in(numbers))
+        .all(db)
+        .await?)
+}
+
 /// Gives `number` to `order` in one transaction, with its history row.
 /// Returns the number as stored; a claim the order already holds is returned
 /// unchanged (idempotent).

@@ -49,6 +49,24 @@ pub async fn find(db: &impl ConnectionTrait, id: OrderId) -> Result<Option<Order
         .transpose()
 }
 
+/// The orders with these ids (one statement; unknown ids are left out).
+pub async fn find_many(
+    db: &impl ConnectionTrait,
+    ids: impl IntoIterator<Item = OrderId>,
+) -> Result<Vec<Order>, StoreError> {
+    let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Orders::find()
+        .filter(order::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(from_model)
+        .collect()
+}
+
 /// Up to `limit` orders after `after` (exclusive) that pass the filter.
 pub async fn page(
     db: &impl ConnectionTrait,
