@@ -1,0 +1,623 @@
+//! Scale benchmark: the real `centralino` binary, driven over HTTP (Vapi
+//! webhooks) and gRPC (ListCalls) by a lean load generator in this process,
+//! on PostgreSQL (`BENCH_DATABASE_URL`, a fresh database is created on that
+//! server and dropped after) or SQLite (default, a temporary file).
+//!
+//! `cargo bench -p centralino-server --bench scale`
+//!
+//! 1. starts the binary, creates orders with numbers and agents, pre-loads
+//!    `BENCH_PRELOAD` calls through the webhook (default 20,000), ANALYZE;
+//! 2. end-of-call reports at concurrency 1, 16, 64 and, on PostgreSQL,
+//!    `pgbench` at the same concurrency running `scripts/report.pgbench`
+//!    (one report's statements as one transaction). The bench first checks
+//!    that script against the statements a second instance of the binary
+//!    logs (`CENTRALINO_LOG_SQL`) for one report, and stops if they differ;
+//! 3. assistant requests at concurrency 1 and 16;
+//! 4. peak RSS of the server for each row (VmHWM, reset between rows).
+//!
+//! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000).
+
+use std::{
+    io::{BufRead, BufReader},
+    net::TcpListener as StdListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use centralino_sdk::{Client, proto};
+use sea_orm::{ConnectionTrait, Database};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+const KEY: &str = "bench-admin-key-000000000001";
+const SECRET: &str = "bench-webhook-secret";
+const ORDERS: usize = 10;
+const PGBENCH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/report.pgbench");
+
+/// A running `centralino serve`; killed on drop.
+struct Server {
+    child: Child,
+    grpc: String,
+    http: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set since the last [`Server::reset_peak`], in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmHWM");
+        kib / 1024.0
+    }
+
+    /// Writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0).
+    fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").ok();
+    }
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn start(database_url: &str, dir: &Path, name: &str, log_sql: bool) -> Server {
+    let grpc = free_port();
+    let http = free_port();
+    let log = dir.join(format!("{name}.log"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_centralino"));
+    command
+        .args(["serve"])
+        .env("DATABASE_URL", database_url)
+        .env("CENTRALINO_GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("CENTRALINO_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("CENTRALINO_API_KEYS", format!("admin={KEY}"))
+        .env("CENTRALINO_ADMIN_KEY_FILE", dir.join("admin.key"))
+        .env("VAPI_WEBHOOK_SECRET", SECRET)
+        .env("CENTRALINO_DB_MAX_CONNECTIONS", "20")
+        .env("CENTRALINO_LOG_FORMAT", "json")
+        .stdout(std::fs::File::create(&log).expect("log file"))
+        .stderr(Stdio::inherit());
+    if log_sql {
+        command
+            .env("CENTRALINO_LOG_SQL", "true")
+            .env("CENTRALINO_LOG", "info,sqlx::query=info");
+    }
+    let server = Server {
+        child: command.spawn().expect("the centralino binary starts"),
+        grpc: format!("http://127.0.0.1:{grpc}"),
+        http: format!("127.0.0.1:{http}"),
+        log,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(client) = Client::connect(server.grpc.clone(), KEY).await
+            && client
+                .orders()
+                .list_orders(Default::default())
+                .await
+                .is_ok()
+        {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn number(i: usize) -> String {
+    format!("+3902{:08}", 11_110_000 + i)
+}
+
+async fn create_orders(grpc: &str) {
+    let client = Client::connect(grpc.to_owned(), KEY)
+        .await
+        .expect("connect");
+    for i in 0..ORDERS {
+        let order = client
+            .orders()
+            .create_order(proto::Order {
+                display_name: format!("Agenzia {i}"),
+                vapi_assistant_id: format!("3f1c2a9e-7b4d-4e8f-9a6b-1c2d3e4f5a{i:02}"),
+                default_agent: Some(proto::Agent {
+                    name: "Giulia".to_owned(),
+                    whatsapp_number: format!("+39347{:07}", 5_550_000 + i),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("order");
+        client
+            .numbers()
+            .assign_number(&order.id, &number(i), "")
+            .await
+            .expect("number");
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scenario {
+    Report,
+    AssistantRequest,
+}
+
+fn body(scenario: Scenario, run: &str, n: u64) -> String {
+    let called = number((n % ORDERS as u64) as usize);
+    let now = chrono::Utc::now().to_rfc3339();
+    match scenario {
+        Scenario::Report => serde_json::json!({"message": {
+            "type": "end-of-call-report",
+            "endedReason": "customer-ended-call",
+            "startedAt": now,
+            "endedAt": now,
+            "call": {"id": format!("{run}-{n}"), "type": "inboundPhoneCall"},
+            "phoneNumber": {"number": called},
+            "customer": {"number": format!("+39347{:07}", n % 10_000_000)},
+            "artifact": {"transcript": "AI: Buongiorno, agenzia immobiliare.\nUser: Vorrei vendere un trilocale in zona Isola."},
+            "analysis": {"summary": "Vuole vendere un trilocale in zona Isola.", "structuredData": {"nome": "Mario Rossi", "richiesta": "vendita", "cap": "20159"}}
+        }}),
+        Scenario::AssistantRequest => serde_json::json!({"message": {
+            "type": "assistant-request",
+            "call": {"id": format!("{run}-ar-{n}"), "status": "ringing"},
+            "phoneNumber": {"number": called},
+            "customer": {"number": "+393471112223"}
+        }}),
+    }
+    .to_string()
+}
+
+/// One keep-alive HTTP/1.1 connection posting to /webhooks/vapi: just enough
+/// HTTP for our own server, so the generator costs little of the 2 cores.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Self {
+            stream,
+            buf: Vec::with_capacity(4096),
+        }
+    }
+
+    async fn post(&mut self, body: &str) -> (u16, Vec<u8>) {
+        let request = format!(
+            "POST /webhooks/vapi HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\nx-vapi-secret: {SECRET}\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("write");
+        self.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end]).expect("ascii head");
+                let status: u16 = head[9..12].parse().expect("status");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .expect("content-length");
+                while self.buf.len() < end + 4 + length {
+                    let n = self.stream.read(&mut chunk).await.expect("read");
+                    assert!(n > 0, "server closed the connection");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                return (status, self.buf[end + 4..end + 4 + length].to_vec());
+            }
+            let n = self.stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "server closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+struct Row {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `concurrency` connections post for `duration` (or `total` requests).
+async fn drive(
+    addr: &str,
+    scenario: Scenario,
+    run: &str,
+    concurrency: usize,
+    duration: Duration,
+    total: Option<u64>,
+    counter: Arc<AtomicU64>,
+) -> Row {
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let first = counter.load(Ordering::Relaxed);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let addr = addr.to_owned();
+        let run = run.to_owned();
+        let counter = counter.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await;
+            let mut latencies = Vec::new();
+            loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if total.map_or(Instant::now() >= deadline, |t| n >= first + t) {
+                    break;
+                }
+                let payload = body(scenario, &run, n);
+                let t = Instant::now();
+                let (status, reply) = conn.post(&payload).await;
+                latencies.push(t.elapsed());
+                assert_eq!(
+                    status,
+                    200,
+                    "webhook answered {status}: {}",
+                    String::from_utf8_lossy(&reply)
+                );
+                if matches!(scenario, Scenario::AssistantRequest) {
+                    assert!(
+                        find(&reply, b"assistantId").is_some(),
+                        "no assistant in {}",
+                        String::from_utf8_lossy(&reply)
+                    );
+                }
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("worker"));
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Row {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
+}
+
+/// The statements one report ran, from a server started with
+/// CENTRALINO_LOG_SQL: the sqlx events inside the `report_batch` span.
+/// sqlx does not log the BEGIN it sends, so it is put back here.
+fn logged_statements(log: &Path) -> Vec<String> {
+    let file = std::fs::File::open(log).expect("server log");
+    let mut statements = vec!["BEGIN".to_owned()];
+    for line in BufReader::new(file).lines() {
+        let line = line.expect("log line");
+        let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if event["target"] != "sqlx::query" || event["span"]["name"] != "report_batch" {
+            continue;
+        }
+        let full = event["db.statement"].as_str().unwrap_or("").trim();
+        let text = if full.is_empty() {
+            event["summary"].as_str().unwrap_or("")
+        } else {
+            full
+        };
+        statements.push(text.to_owned());
+    }
+    statements
+}
+
+/// The statements of the pgbench script, meta-commands left out.
+fn script_statements(script: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    for line in script.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("--") || line.starts_with('\\') {
+            continue;
+        }
+        current.push(' ');
+        current.push_str(line);
+        if line.ends_with(';') {
+            statements.push(current.trim().trim_end_matches(';').to_owned());
+            current.clear();
+        }
+    }
+    statements
+}
+
+/// A statement's shape: its verb and every quoted identifier (tables,
+/// columns) in order. Values differ by design (the log has `$1`, the script
+/// pgbench variables and expressions); the shape must not.
+fn normalize(sql: &str) -> String {
+    let verb = sql
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    // Literals first: the script's JSON values hold double quotes.
+    let unquoted: String = sql.split('\'').step_by(2).collect();
+    let identifiers: Vec<&str> = unquoted.split('"').skip(1).step_by(2).collect();
+    format!("{verb} {}", identifiers.join(" "))
+}
+
+fn pgbench(
+    database_url: &str,
+    (order_id, number): (&str, &str),
+    run: usize,
+    concurrency: usize,
+    seconds: u64,
+) -> f64 {
+    let output = Command::new("pgbench")
+        .args([
+            "-D",
+            &format!("order_id={order_id}"),
+            "-D",
+            &format!("number={number}"),
+            "-D",
+            &format!("run={run}"),
+            "-D",
+            "i=0",
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &concurrency.to_string(),
+            "-j",
+            &concurrency.min(2).to_string(),
+            "-T",
+            &seconds.to_string(),
+            "-f",
+            PGBENCH_SCRIPT,
+            database_url,
+        ])
+        .output()
+        .expect("pgbench runs (Debian package postgresql-client)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "pgbench failed: {text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("pgbench printed tps")
+}
+
+/// Databases of earlier runs whose process is gone (a run that panicked).
+async fn drop_stale_databases(db: &sea_orm::DatabaseConnection) {
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT datname FROM pg_database WHERE datname LIKE 'centralino_scale_%'",
+        ))
+        .await
+        .expect("list databases");
+    for row in rows {
+        let name: String = row.try_get("", "datname").expect("datname");
+        let pid = name.trim_start_matches("centralino_scale_");
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await
+                .ok();
+        }
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(bench());
+}
+
+async fn bench() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let preload: u64 = std::env::var("BENCH_PRELOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let admin = std::env::var("BENCH_DATABASE_URL").ok();
+    let database = format!("centralino_scale_{}", std::process::id());
+    let url = match &admin {
+        Some(admin) => {
+            let db = Database::connect(admin).await.expect("PostgreSQL");
+            drop_stale_databases(&db).await;
+            db.execute_unprepared(&format!("CREATE DATABASE {database}"))
+                .await
+                .expect("create the bench database");
+            let base = admin.rsplit_once('/').expect("a database in the URL").0;
+            format!("{base}/{database}")
+        }
+        None => format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        ),
+    };
+    let postgres = admin.is_some();
+    let backend = if postgres { "PostgreSQL" } else { "SQLite" };
+
+    let server = start(&url, dir.path(), "server", false).await;
+    create_orders(&server.grpc).await;
+    let counter = Arc::new(AtomicU64::new(0));
+    let loaded = drive(
+        &server.http,
+        Scenario::Report,
+        "preload",
+        64,
+        Duration::from_secs(3600),
+        Some(preload),
+        counter.clone(),
+    )
+    .await;
+    let db = Database::connect(&url).await.expect("bench database");
+    db.execute_unprepared("ANALYZE").await.expect("ANALYZE");
+    println!(
+        "\nScale bench on {backend}: the centralino binary, {preload} calls pre-loaded through the webhook ({:.0}/s at 64), ANALYZEd; {seconds} s per row\n",
+        loaded.rps
+    );
+
+    // One report's statements, logged by a second instance of the binary.
+    let traced = start(&url, dir.path(), "traced", true).await;
+    let mut conn = Conn::open(&traced.http).await;
+    let (status, reply) = conn
+        .post(&body(Scenario::Report, "traced", 9_999_999))
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+    let log = traced.log.clone();
+    drop(conn);
+    drop(traced);
+    let logged = logged_statements(&log);
+    let script = std::fs::read_to_string(PGBENCH_SCRIPT).expect("scripts/report.pgbench");
+    let scripted = script_statements(&script);
+    let shapes =
+        |statements: &[String]| statements.iter().map(|s| normalize(s)).collect::<Vec<_>>();
+    if shapes(&logged) != shapes(&scripted) {
+        eprintln!("scripts/report.pgbench no longer runs what the server runs for one report.");
+        eprintln!("The server logged:");
+        for s in &logged {
+            eprintln!("  {s};");
+        }
+        eprintln!("The script has:");
+        for s in &scripted {
+            eprintln!("  {s};");
+        }
+        panic!("update scripts/report.pgbench");
+    }
+    println!(
+        "One report = {} statements (checked against scripts/report.pgbench).\n",
+        logged.len()
+    );
+
+    println!(
+        "| message | concurrency | requests/s | p50 ms | p99 ms | pgbench tps | vs pgbench | server peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    // The same counter: every report below has a new caller (a new lead), as
+    // in the traced report and the pgbench script.
+    let run = format!("run-{}", std::process::id());
+    // pgbench's reports go to one order and its number.
+    let target = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT order_id, number FROM phone_numbers ORDER BY number LIMIT 1",
+        ))
+        .await
+        .expect("a number")
+        .map(|row| {
+            (
+                row.try_get::<String>("", "order_id").expect("order_id"),
+                row.try_get::<String>("", "number").expect("number"),
+            )
+        })
+        .expect("a number");
+    for concurrency in [1, 16, 64] {
+        server.reset_peak();
+        let row = drive(
+            &server.http,
+            Scenario::Report,
+            &run,
+            concurrency,
+            Duration::from_secs(seconds),
+            None,
+            counter.clone(),
+        )
+        .await;
+        let rss = server.peak_rss_mib();
+        let (tps, ratio) = if postgres {
+            let tps = pgbench(
+                &url,
+                (&target.0, &target.1),
+                concurrency,
+                concurrency,
+                seconds,
+            );
+            (
+                format!("{tps:.0}"),
+                format!("{:.0} %", row.rps / tps * 100.0),
+            )
+        } else {
+            ("–".to_owned(), "–".to_owned())
+        };
+        println!(
+            "| end-of-call-report | {concurrency} | {:.0} | {:.2} | {:.2} | {tps} | {ratio} | {rss:.0} |",
+            row.rps,
+            ms(row.p50),
+            ms(row.p99)
+        );
+    }
+    for concurrency in [1, 16] {
+        server.reset_peak();
+        let row = drive(
+            &server.http,
+            Scenario::AssistantRequest,
+            &run,
+            concurrency,
+            Duration::from_secs(seconds),
+            None,
+            counter.clone(),
+        )
+        .await;
+        println!(
+            "| assistant-request | {concurrency} | {:.0} | {:.2} | {:.2} | – | – | {:.0} |",
+            row.rps,
+            ms(row.p50),
+            ms(row.p99),
+            server.peak_rss_mib()
+        );
+    }
+    drop(server);
+    drop(db);
+    if let Some(admin) = &admin {
+        let db = Database::connect(admin).await.expect("PostgreSQL");
+        db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .await
+            .ok();
+    }
+}
