@@ -97,6 +97,17 @@ impl ClientBuilder {
         self
     }
 
+    /// A client over a channel the caller built (for example an in-process
+    /// one); the builder's endpoint and connect timeout are not used.
+    pub fn with_channel(self, channel: Channel) -> Result<Client, Error> {
+        let (_, auth) = self.endpoint_and_auth()?;
+        Ok(Client {
+            channel,
+            auth,
+            read_retries: self.read_retries,
+        })
+    }
+
     /// A client that connects on first use (for a server that is starting).
     pub fn connect_lazy(self) -> Result<Client, Error> {
         let (endpoint, auth) = self.endpoint_and_auth()?;

@@ -15,7 +15,9 @@
 //! 3. assistant requests at concurrency 1 and 16;
 //! 4. peak RSS of the server for each row (VmHWM, reset between rows).
 //!
-//! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000).
+//! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000),
+//! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16`;
+//! e.g. `report:64` alone, to profile the server: its pid is printed).
 
 use std::{
     io::{BufRead, BufReader},
@@ -77,6 +79,67 @@ impl Server {
     /// Writing 5 to clear_refs resets VmHWM (Linux ≥ 4.0).
     fn reset_peak(&self) {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()), "5").ok();
+    }
+}
+
+/// CPU time (user + system) of a process, from /proc/PID/stat, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) closed by ')'.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 (1-based), i.e. 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Busy CPU time of the whole machine (all cores), from /proc/stat.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let total: f64 = fields.iter().take(8).sum();
+    let idle = fields.get(3).copied().unwrap_or(0.0) + fields.get(4).copied().unwrap_or(0.0);
+    (total - idle) / 100.0
+}
+
+/// CPU used per request during a row: the server, this generator, and the
+/// rest of the machine (PostgreSQL, mostly).
+struct Cpu {
+    server: f64,
+    generator: f64,
+    machine: f64,
+}
+
+impl Cpu {
+    fn now(server: u32) -> Self {
+        Self {
+            server: cpu_seconds(server),
+            generator: cpu_seconds(std::process::id()),
+            machine: machine_busy_seconds(),
+        }
+    }
+
+    /// Microseconds per request since `self`.
+    fn per_request(&self, server: u32, requests: f64) -> String {
+        let later = Self::now(server);
+        let us = |a: f64, b: f64| (b - a) * 1e6 / requests.max(1.0);
+        let server_us = us(self.server, later.server);
+        let generator_us = us(self.generator, later.generator);
+        let rest_us = us(self.machine, later.machine) - server_us - generator_us;
+        format!("{server_us:.0} / {rest_us:.0} / {generator_us:.0}")
     }
 }
 
@@ -251,6 +314,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 struct Row {
+    count: f64,
     rps: f64,
     p50: Duration,
     p99: Duration,
@@ -315,6 +379,7 @@ async fn drive(
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Row {
+        count: all.len() as f64,
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -536,9 +601,9 @@ async fn bench() {
     );
 
     println!(
-        "| message | concurrency | requests/s | p50 ms | p99 ms | pgbench tps | vs pgbench | server peak RSS MiB |"
+        "| message | concurrency | requests/s | p50 ms | p99 ms | pgbench tps | vs pgbench | server peak RSS MiB | CPU µs/request: server / rest (database) / generator |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---|");
     // The same counter: every report below has a new caller (a new lead), as
     // in the traced report and the pgbench script.
     let run = format!("run-{}", std::process::id());
@@ -557,8 +622,19 @@ async fn bench() {
             )
         })
         .expect("a number");
+    let rows = std::env::var("BENCH_ROWS")
+        .unwrap_or_else(|_| "report:1,report:16,report:64,assistant:1,assistant:16".to_owned());
+    let wanted = |kind: &str, concurrency: usize| {
+        rows.split(',')
+            .any(|row| row.trim() == format!("{kind}:{concurrency}"))
+    };
+    eprintln!("server pid {}", server.pid());
     for concurrency in [1, 16, 64] {
+        if !wanted("report", concurrency) {
+            continue;
+        }
         server.reset_peak();
+        let cpu = Cpu::now(server.pid());
         let row = drive(
             &server.http,
             Scenario::Report,
@@ -570,6 +646,7 @@ async fn bench() {
         )
         .await;
         let rss = server.peak_rss_mib();
+        let cpu = cpu.per_request(server.pid(), row.count);
         let (tps, ratio) = if postgres {
             let tps = pgbench(
                 &url,
@@ -586,14 +663,18 @@ async fn bench() {
             ("–".to_owned(), "–".to_owned())
         };
         println!(
-            "| end-of-call-report | {concurrency} | {:.0} | {:.2} | {:.2} | {tps} | {ratio} | {rss:.0} |",
+            "| end-of-call-report | {concurrency} | {:.0} | {:.2} | {:.2} | {tps} | {ratio} | {rss:.0} | {cpu} |",
             row.rps,
             ms(row.p50),
             ms(row.p99)
         );
     }
-    for concurrency in [1, 16] {
+    for concurrency in [1, 16, 64] {
+        if !wanted("assistant", concurrency) {
+            continue;
+        }
         server.reset_peak();
+        let cpu = Cpu::now(server.pid());
         let row = drive(
             &server.http,
             Scenario::AssistantRequest,
@@ -605,11 +686,12 @@ async fn bench() {
         )
         .await;
         println!(
-            "| assistant-request | {concurrency} | {:.0} | {:.2} | {:.2} | – | – | {:.0} |",
+            "| assistant-request | {concurrency} | {:.0} | {:.2} | {:.2} | – | – | {:.0} | {} |",
             row.rps,
             ms(row.p50),
             ms(row.p99),
-            server.peak_rss_mib()
+            server.peak_rss_mib(),
+            cpu.per_request(server.pid(), row.count)
         );
     }
     drop(server);

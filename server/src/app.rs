@@ -210,6 +210,18 @@ impl Application {
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
 
+        let (shim, twilio_shim, in_process) = shims(&config, &shim_key)?;
+        // The shim's own gRPC server stops only after the HTTP server has
+        // drained, so that webhooks in flight can still finish their RPCs.
+        let in_process_stop = CancellationToken::new();
+        let in_process_task = in_process.map(|incoming| {
+            let stop = in_process_stop.clone();
+            tokio::spawn(grpc::serve_in_process(
+                routes.clone(),
+                incoming,
+                async move { stop.cancelled().await },
+            ))
+        });
         let grpc_stop = shutdown.clone();
         let grpc_health = health.clone();
         let grpc_task = tokio::spawn(grpc::serve(routes, grpc_listener, async move {
@@ -224,7 +236,6 @@ impl Application {
                     .await;
             }
         }));
-        let (shim, twilio_shim) = shims(&config, grpc_addr, &shim_key)?;
         let r = &config.recovery;
         let recovery = match vapi {
             Some(vapi) if r.recovery_interval_ms > 0 => {
@@ -272,6 +283,14 @@ impl Application {
         let drained = tokio::time::timeout(grace, async {
             let grpc = grpc_task.await;
             let http = http_task.await;
+            in_process_stop.cancel();
+            if let Some(task) = in_process_task {
+                match task.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => error!(error = %err, "in-process gRPC server failed"),
+                    Err(join) => error!(error = %join, "in-process gRPC server task failed"),
+                }
+            }
             reconciler.await.ok();
             dispatcher.await.ok();
             routing_watch.await.ok();
@@ -305,12 +324,20 @@ impl Application {
     }
 }
 
-/// The webhook shims: their authentication and their gRPC client.
+/// The webhook shims: their authentication and their gRPC client (to
+/// CENTRALINO_SHIM_GRPC_ENDPOINT, else to this process in memory, whose
+/// connections are returned to be served).
 fn shims(
     config: &Config,
-    grpc_addr: Option<SocketAddr>,
     key: &str,
-) -> Result<(webhook::vapi::Shim, webhook::twilio::TwilioShim), RunError> {
+) -> Result<
+    (
+        webhook::vapi::Shim,
+        webhook::twilio::TwilioShim,
+        Option<grpc::in_process::Incoming>,
+    ),
+    RunError,
+> {
     let w = &config.webhooks;
     let auth = match &config.providers.vapi_webhook_secret {
         Some(secret) => Some(
@@ -334,19 +361,24 @@ fn shims(
             None
         }
     };
-    let endpoint = match (&w.shim_grpc_endpoint, grpc_addr) {
-        (Some(endpoint), _) => endpoint.clone(),
-        (None, Some(addr)) if addr.ip().is_unspecified() => {
-            format!("http://127.0.0.1:{}", addr.port())
+    let builder = centralino_sdk::Client::builder(
+        w.shim_grpc_endpoint
+            .clone()
+            .unwrap_or_else(|| "http://in-process.centralino.invalid".to_owned()),
+        key,
+    );
+    let client_failed =
+        |err| RunError::Http(std::io::Error::other(format!("webhook shim client: {err}")));
+    let (client, in_process) = match &w.shim_grpc_endpoint {
+        Some(_) => (builder.connect_lazy().map_err(client_failed)?, None),
+        None => {
+            let (channel, incoming) = grpc::in_process::channel(centralino_sdk::DEFAULT_TIMEOUT);
+            (
+                builder.with_channel(channel).map_err(client_failed)?,
+                Some(incoming),
+            )
         }
-        (None, Some(addr)) => format!("http://{addr}"),
-        (None, None) => format!("http://127.0.0.1:{}", config.grpc_addr.port()),
     };
-    let client = centralino_sdk::Client::builder(endpoint, key)
-        .connect_lazy()
-        .map_err(|err| {
-            RunError::Http(std::io::Error::other(format!("webhook shim client: {err}")))
-        })?;
     let p = &config.providers;
     if p.twilio_auth_token.is_none() || p.public_url.is_none() {
         warn!(
@@ -366,6 +398,7 @@ fn shims(
             max_body: w.webhook_max_body_bytes,
         },
         twilio_shim,
+        in_process,
     ))
 }
 

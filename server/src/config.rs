@@ -222,7 +222,8 @@ pub struct WebhookConfig {
     )]
     pub webhook_max_body_bytes: usize,
 
-    /// gRPC endpoint the shim calls; default: this process's own listener.
+    /// gRPC endpoint the shim calls; default: this process's own services,
+    /// in memory (no socket).
     #[arg(long, env = "CENTRALINO_SHIM_GRPC_ENDPOINT")]
     pub shim_grpc_endpoint: Option<String>,
 

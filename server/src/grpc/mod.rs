@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod calls;
 pub mod convert;
+pub mod in_process;
 pub mod notifications;
 pub mod numbers;
 pub mod orders;
@@ -101,6 +102,42 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    // Without TCP_NODELAY, responses larger than a segment wait ~40 ms for
+    // the peer's delayed ACK (Nagle): a list page took 44 ms.
+    serve_incoming(
+        routes,
+        TcpIncoming::from(listener).with_nodelay(Some(true)),
+        shutdown,
+    )
+    .await
+}
+
+/// Serves `routes` to this process's own clients (the webhook shim) over
+/// in-memory pipes, with the same span and log line per RPC.
+pub async fn serve_in_process(
+    routes: Routes,
+    incoming: in_process::Incoming,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    serve_incoming(routes, incoming, shutdown).await
+}
+
+async fn serve_incoming<I, IO, IE>(
+    routes: Routes,
+    incoming: I,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IO::ConnectInfo: Clone + Send + Sync + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let trace = TraceLayer::new_for_grpc()
         .make_span_with(|request: &axum::http::Request<_>| telemetry::rpc_span(request))
         .on_request(())
@@ -111,12 +148,7 @@ pub async fn serve(
     Server::builder()
         .layer(trace)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY, responses larger than a segment wait ~40 ms
-            // for the peer's delayed ACK (Nagle): a list page took 44 ms.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
