@@ -13,10 +13,15 @@
 //!    that script against the statements a second instance of the binary
 //!    logs (`CENTRALINO_LOG_SQL`) for one report, and stops if they differ;
 //! 3. assistant requests at concurrency 1 and 16;
-//! 4. peak RSS of the server for each row (VmHWM, reset between rows).
+//! 4. ListCalls (gRPC through the SDK), a page of 50 for one order among
+//!    `BENCH_LIST_CALLS` stored calls (default 1,000,000, inserted with SQL,
+//!    1 % of them that order's), first page and page 101, concurrency 1 and 16;
+//! 5. peak RSS of the server for each row (VmHWM, reset between rows), and
+//!    CPU per request of the server, the rest of the machine and the generator.
 //!
 //! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000),
-//! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16`;
+//! BENCH_LIST_CALLS (default 1000000; 0 skips the ListCalls rows),
+//! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16,list:1,list:16`;
 //! e.g. `report:64` alone, to profile the server: its pid is printed).
 
 use std::{
@@ -386,6 +391,139 @@ async fn drive(
     }
 }
 
+/// Inserts `n` calls with SQL, 1 % of them `order`'s (the rest belong to 99
+/// other order ids), spread over a year, then ANALYZE.
+async fn preload_calls(db: &sea_orm::DatabaseConnection, postgres: bool, order: &str, n: u64) {
+    const EPOCH: i64 = 1_700_000_000;
+    let step = (365 * 24 * 3600 / n as i64).max(1);
+    let columns = "id, vapi_call_id, order_id, phone_number, caller_number, status, \
+                   status_rank, started_at, ended_at, duration_seconds, ended_reason, cost, \
+                   summary, created_at, updated_at";
+    let summary = "Il chiamante cerca un trilocale in zona Isola, budget 450.000 euro.";
+    if postgres {
+        db.execute_unprepared(&format!(
+            "INSERT INTO calls ({columns})
+             SELECT format('00000000-0000-4000-8000-%s', lpad(i::text, 12, '0')), 'list-' || i,
+                    CASE WHEN i % 100 = 0 THEN '{order}'
+                         ELSE format('00000000-0000-4000-9000-%s', lpad((i % 100)::text, 12, '0')) END,
+                    '+390212345678', '+39333' || lpad((i % 10000000)::text, 7, '0'), 'ended', 5,
+                    t, t + interval '2 minutes', 120.0, 'customer-ended-call', 0.12, '{summary}', t, t
+             FROM (SELECT i, to_timestamp({EPOCH} + i * {step}) AS t
+                   FROM generate_series(1, {n}) AS i) AS s"
+        ))
+        .await
+        .expect("preload calls");
+    } else {
+        const CHUNK: u64 = 200_000;
+        let mut from = 1;
+        while from <= n {
+            let to = (from + CHUNK - 1).min(n);
+            // SeaORM writes SQLite times as RFC 3339 text; whole seconds here.
+            db.execute_unprepared(&format!(
+                "INSERT INTO calls ({columns})
+                 WITH RECURSIVE s(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM s WHERE i < {to})
+                 SELECT printf('00000000-0000-4000-8000-%012d', i), 'list-' || i,
+                        CASE WHEN i % 100 = 0 THEN '{order}'
+                             ELSE printf('00000000-0000-4000-9000-%012d', i % 100) END,
+                        '+390212345678', printf('+39333%07d', i % 10000000), 'ended', 5,
+                        strftime('%Y-%m-%dT%H:%M:%S+00:00', {EPOCH} + i * {step}, 'unixepoch'),
+                        strftime('%Y-%m-%dT%H:%M:%S+00:00', {EPOCH} + i * {step} + 120, 'unixepoch'),
+                        120.0, 'customer-ended-call', 0.12, '{summary}',
+                        strftime('%Y-%m-%dT%H:%M:%S+00:00', {EPOCH} + i * {step}, 'unixepoch'),
+                        strftime('%Y-%m-%dT%H:%M:%S+00:00', {EPOCH} + i * {step}, 'unixepoch')
+                 FROM s"
+            ))
+            .await
+            .expect("preload calls");
+            from = to + 1;
+        }
+    }
+    db.execute_unprepared("ANALYZE").await.expect("ANALYZE");
+}
+
+/// ListCalls rows: one order's first page and page 101, at 1 and 16.
+async fn list_calls_rows(
+    server: &Server,
+    db: &sea_orm::DatabaseConnection,
+    postgres: bool,
+    order: &str,
+    n: u64,
+    seconds: u64,
+    wanted: &dyn Fn(&str, usize) -> bool,
+) {
+    let loading = Instant::now();
+    preload_calls(db, postgres, order, n).await;
+    println!(
+        "\nListCalls: {n} more calls inserted with SQL in {:.0} s (1 % of them the listed order's), ANALYZEd; a page of 50.\n",
+        loading.elapsed().as_secs_f64()
+    );
+    println!(
+        "| ListCalls, one order | concurrency | pages/s | p50 ms | p99 ms | server peak RSS MiB | CPU µs/request: server / rest (database) / generator |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|");
+    let client = Client::connect(server.grpc.clone(), KEY)
+        .await
+        .expect("connect");
+    let first = proto::ListCallsRequest {
+        order_id: order.to_owned(),
+        page_size: 50,
+        ..Default::default()
+    };
+    // Page 101: follow 100 tokens.
+    let mut deep = first.clone();
+    for _ in 0..100 {
+        let page = client
+            .calls()
+            .list_calls(deep.clone())
+            .await
+            .expect("a page")
+            .into_inner();
+        assert_eq!(page.calls.len(), 50, "a full page");
+        deep.page_token = page.next_page_token;
+    }
+    for (name, request) in [("first page", first), ("page 101", deep)] {
+        for concurrency in [1, 16] {
+            if !wanted("list", concurrency) {
+                continue;
+            }
+            server.reset_peak();
+            let cpu = Cpu::now(server.pid());
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..concurrency {
+                let mut calls = client.calls();
+                let request = request.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    while Instant::now() < deadline {
+                        let t = Instant::now();
+                        let page = calls.list_calls(request.clone()).await.expect("list");
+                        latencies.push(t.elapsed());
+                        assert_eq!(page.into_inner().calls.len(), 50, "a full page");
+                    }
+                    latencies
+                }));
+            }
+            let mut all = Vec::new();
+            for task in tasks {
+                all.extend(task.await.expect("worker"));
+            }
+            let elapsed = started.elapsed();
+            all.sort();
+            let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+            println!(
+                "| {name} | {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
+                all.len() as f64 / elapsed.as_secs_f64(),
+                ms(pct(0.50)),
+                ms(pct(0.99)),
+                server.peak_rss_mib(),
+                cpu.per_request(server.pid(), all.len() as f64)
+            );
+        }
+    }
+}
+
 /// The statements one report ran, from a server started with
 /// CENTRALINO_LOG_SQL: the sqlx events inside the `report_batch` span.
 /// sqlx does not log the BEGIN it sends, so it is put back here.
@@ -568,37 +706,40 @@ async fn bench() {
         loaded.rps
     );
 
-    // One report's statements, logged by a second instance of the binary.
-    let traced = start(&url, dir.path(), "traced", true).await;
-    let mut conn = Conn::open(&traced.http).await;
-    let (status, reply) = conn
-        .post(&body(Scenario::Report, "traced", 9_999_999))
-        .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
-    let log = traced.log.clone();
-    drop(conn);
-    drop(traced);
-    let logged = logged_statements(&log);
-    let script = std::fs::read_to_string(PGBENCH_SCRIPT).expect("scripts/report.pgbench");
-    let scripted = script_statements(&script);
-    let shapes =
-        |statements: &[String]| statements.iter().map(|s| normalize(s)).collect::<Vec<_>>();
-    if shapes(&logged) != shapes(&scripted) {
-        eprintln!("scripts/report.pgbench no longer runs what the server runs for one report.");
-        eprintln!("The server logged:");
-        for s in &logged {
-            eprintln!("  {s};");
+    // One report's statements, logged by a second instance of the binary,
+    // must be the pgbench script's (PostgreSQL only: pgbench is its tool).
+    if postgres {
+        let traced = start(&url, dir.path(), "traced", true).await;
+        let mut conn = Conn::open(&traced.http).await;
+        let (status, reply) = conn
+            .post(&body(Scenario::Report, "traced", 9_999_999))
+            .await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply));
+        let log = traced.log.clone();
+        drop(conn);
+        drop(traced);
+        let logged = logged_statements(&log);
+        let script = std::fs::read_to_string(PGBENCH_SCRIPT).expect("scripts/report.pgbench");
+        let scripted = script_statements(&script);
+        let shapes =
+            |statements: &[String]| statements.iter().map(|s| normalize(s)).collect::<Vec<_>>();
+        if shapes(&logged) != shapes(&scripted) {
+            eprintln!("scripts/report.pgbench no longer runs what the server runs for one report.");
+            eprintln!("The server logged:");
+            for s in &logged {
+                eprintln!("  {s};");
+            }
+            eprintln!("The script has:");
+            for s in &scripted {
+                eprintln!("  {s};");
+            }
+            panic!("update scripts/report.pgbench");
         }
-        eprintln!("The script has:");
-        for s in &scripted {
-            eprintln!("  {s};");
-        }
-        panic!("update scripts/report.pgbench");
+        println!(
+            "One report = {} statements (checked against scripts/report.pgbench).\n",
+            logged.len()
+        );
     }
-    println!(
-        "One report = {} statements (checked against scripts/report.pgbench).\n",
-        logged.len()
-    );
 
     println!(
         "| message | concurrency | requests/s | p50 ms | p99 ms | pgbench tps | vs pgbench | server peak RSS MiB | CPU µs/request: server / rest (database) / generator |"
@@ -622,8 +763,9 @@ async fn bench() {
             )
         })
         .expect("a number");
-    let rows = std::env::var("BENCH_ROWS")
-        .unwrap_or_else(|_| "report:1,report:16,report:64,assistant:1,assistant:16".to_owned());
+    let rows = std::env::var("BENCH_ROWS").unwrap_or_else(|_| {
+        "report:1,report:16,report:64,assistant:1,assistant:16,list:1,list:16".to_owned()
+    });
     let wanted = |kind: &str, concurrency: usize| {
         rows.split(',')
             .any(|row| row.trim() == format!("{kind}:{concurrency}"))
@@ -693,6 +835,16 @@ async fn bench() {
             server.peak_rss_mib(),
             cpu.per_request(server.pid(), row.count)
         );
+    }
+    let list_calls: u64 = std::env::var("BENCH_LIST_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if list_calls > 0 {
+        list_calls_rows(
+            &server, &db, postgres, &target.0, list_calls, seconds, &wanted,
+        )
+        .await;
     }
     drop(server);
     drop(db);
