@@ -185,8 +185,12 @@ impl Application {
             },
             shutdown.clone(),
         ));
-        let calls = CallsService::new(store.clone(), notifications.clone())
-            .stop_watches_on(shutdown.clone());
+        let calls = CallsService::with_committers(
+            store.clone(),
+            notifications.clone(),
+            config.report_committers,
+        )
+        .stop_watches_on(shutdown.clone());
         // Other replicas' call changes for WatchCalls. SQLite deployments are
         // single-process: nothing to listen to.
         let call_fanout = if store.backend_name() == "postgresql" {

@@ -101,6 +101,12 @@ pub struct Config {
     #[arg(long, env = "CENTRALINO_ROUTING_POLL_MS", default_value_t = 200)]
     pub routing_poll_ms: u64,
 
+    /// Group committers of end-of-call reports on PostgreSQL (each batches
+    /// the reports of its share of numbers in one transaction on its own
+    /// connection). SQLite always has one: it has one writer.
+    #[arg(long, env = "CENTRALINO_REPORT_COMMITTERS", default_value_t = 2)]
+    pub report_committers: usize,
+
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "CENTRALINO_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

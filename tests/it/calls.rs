@@ -1052,3 +1052,96 @@ async fn a_caller_who_calls_again_in_the_same_burst_keeps_one_lead_and_each_call
     );
     app.finish().await;
 }
+
+#[tokio::test]
+async fn two_replicas_recording_one_callers_reports_at_once_keep_one_lead() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    let a = spawn_with(TestDb::new().await, &[]).await;
+    if !a.db.url.starts_with("postgres") {
+        use std::io::Write;
+        writeln!(
+            std::io::stderr(),
+            "two_replicas_recording_one_callers_reports_at_once_keep_one_lead: skipped, needs TEST_DATABASE_URL (PostgreSQL): SQLite is single-process"
+        )
+        .ok();
+        a.finish().await;
+        return;
+    }
+    let b = spawn_with(TestDb::shared(&a.db.url), &[]).await;
+    let client = a.admin().await;
+    let (federico, _) = setup_agencies(&client).await;
+    let started = chrono::Utc::now().to_rfc3339();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let caller = "+393471112233";
+
+    // Hold both replicas' report transactions open at the same time: the
+    // outbox table is locked, so each stops at its WhatsApp row, after it
+    // has planned the caller's lead (or while it waits to plan it).
+    let db = Database::connect(&a.db.url).await.unwrap();
+    let blocker = db.begin().await.unwrap();
+    blocker
+        .execute_unprepared("LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for (i, app) in [&a, &b].into_iter().enumerate() {
+        let url = webhook(app);
+        let body = report(
+            &format!("both-{i}-{run}"),
+            FEDERICO_NUMBER,
+            caller,
+            &started,
+            json!({}),
+        );
+        let http = http.clone();
+        tasks.push(tokio::spawn(async move {
+            http.post(url)
+                .header("X-Vapi-Secret", SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+        let waiting = i + 1;
+        crate::helpers::eventually(10, "the report transactions to wait on a lock", || {
+            let db = &db;
+            async move {
+                let rows = db
+                    .query_all_raw(sea_orm::Statement::from_string(
+                        db.get_database_backend(),
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    ))
+                    .await
+                    .unwrap();
+                (rows.len() >= waiting).then_some(())
+            }
+        })
+        .await;
+    }
+    blocker.rollback().await.unwrap();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let leads = client
+        .calls()
+        .list_leads(proto::ListLeadsRequest {
+            order_id: federico.id.clone(),
+            page_size: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .leads;
+    assert_eq!(leads.len(), 1, "one lead for the caller: {leads:?}");
+    assert_eq!(leads[0].calls_count, 2);
+    let calls = all_calls(&client, &federico.id).await;
+    assert_eq!(calls.len(), 2);
+    assert!(calls.iter().all(|c| c.lead_id == leads[0].id));
+    db.close().await.ok();
+    b.finish().await;
+    a.finish().await;
+}

@@ -65,7 +65,9 @@ pub struct CallsService {
     /// Assistant requests are answered from memory.
     routing: Arc<RoutingTable>,
     /// Reports waiting for the group committer.
-    reports: mpsc::Sender<PendingReport>,
+    /// Reports waiting for the group committers: the same number's reports
+    /// always go to the same one (its order's leads are planned there).
+    reports: Arc<Vec<mpsc::Sender<PendingReport>>>,
     /// Committed changes, for `WatchCalls`; `send` never waits for receivers.
     changes: broadcast::Sender<WatchEvent>,
     /// Where this process's changes come from, and whether the changes of
@@ -139,25 +141,46 @@ struct PendingReport {
 impl CallsService {
     /// Starts the group committer of reports; call within a Tokio runtime.
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
-        let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
+        Self::with_committers(store, notifications, 1)
+    }
+
+    /// As [`CallsService::new`] with `committers` group committers on
+    /// PostgreSQL (each its own connection and batches; a report goes to
+    /// the one its called number hashes to). SQLite has one writer: one.
+    pub fn with_committers(
+        store: Store,
+        notifications: NotificationsService,
+        committers: usize,
+    ) -> Self {
+        let committers = if store.backend_name() == "postgresql" {
+            committers.max(1)
+        } else {
+            1
+        };
         let changes = broadcast::channel(WATCH_BUFFER).0;
         let feed = Arc::new(Feed {
             origin: uuid::Uuid::new_v4().simple().to_string(),
             live: AtomicBool::new(store.backend_name() != "postgresql"),
         });
-        tokio::spawn(
-            ReportCommitter {
-                store: store.clone(),
-                notifications: notifications.clone(),
-                changes: changes.clone(),
-                origin: feed.origin.clone(),
-            }
-            .run(queue),
-        );
+        let reports = (0..committers)
+            .map(|_| {
+                let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
+                tokio::spawn(
+                    ReportCommitter {
+                        store: store.clone(),
+                        notifications: notifications.clone(),
+                        changes: changes.clone(),
+                        origin: feed.origin.clone(),
+                    }
+                    .run(queue),
+                );
+                reports
+            })
+            .collect();
         Self {
             routing: Arc::new(RoutingTable::new(store.clone())),
             store,
-            reports,
+            reports: Arc::new(reports),
             changes,
             feed,
             stopping: CancellationToken::new(),
@@ -310,7 +333,8 @@ impl CallsService {
     /// and changes nothing.
     pub async fn record_report(&self, report: CallReport) -> Result<RecordedReport, ServiceError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.reports
+        let committer = committer_of(&report, self.reports.len());
+        self.reports[committer]
             .send(PendingReport { report, reply })
             .await
             .map_err(|_| shutting_down())?;
@@ -447,6 +471,24 @@ struct ReportCommitter {
     changes: broadcast::Sender<WatchEvent>,
     /// This process's id in the notifications to other processes.
     origin: String,
+}
+
+/// Which of `committers` takes a report: by the called number (else the
+/// Vapi phone-number id, else the call id), so that one order's reports
+/// share a committer and its batches.
+fn committer_of(report: &CallReport, committers: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    if committers <= 1 {
+        return 0;
+    }
+    let key = &report.key;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    match (&key.called_number, &key.phone_number_id) {
+        (Some(number), _) => number.as_str().hash(&mut hasher),
+        (None, Some(id)) => id.hash(&mut hasher),
+        (None, None) => key.vapi_call_id.hash(&mut hasher),
+    }
+    (hasher.finish() % committers as u64) as usize
 }
 
 /// After commit. Never blocks; without watchers the change is dropped.
@@ -648,6 +690,8 @@ impl ReportCommitter {
             .into_iter()
             .map(|order| (order.id, order))
             .collect();
+        // Held to commit: no other batch plans these orders' leads meanwhile.
+        calls::lock_orders_for_leads(txn, orders.keys().copied()).await?;
         let mut drafts = Vec::new();
         for (i, report) in reports.iter().enumerate() {
             let order = fresh
@@ -839,6 +883,9 @@ impl ReportCommitter {
             Some(order_id) => orders::find(txn, order_id).await?,
             None => None,
         };
+        if let Some(order) = &order {
+            calls::lock_orders_for_leads(txn, [order.id]).await?;
+        }
         let lead = match &order {
             Some(order) => {
                 let draft = lead::extract(&LeadInput {

@@ -457,6 +457,35 @@ pub async fn recent_leads(
         .await?)
 }
 
+/// On PostgreSQL, takes a transaction-scoped advisory lock per order (in
+/// one order, so that batches never deadlock): whoever plans an order's
+/// leads holds it until commit, so two batches (of this process or another
+/// replica) never both create a lead for the same caller. SQLite has one
+/// writer at a time already.
+pub async fn lock_orders_for_leads(
+    db: &impl ConnectionTrait,
+    orders: impl IntoIterator<Item = OrderId>,
+) -> Result<(), StoreError> {
+    if db.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    // 64 bits of the order's UUID are its key; the target list is evaluated
+    // left to right, so the locks are taken in ascending order.
+    let mut keys: Vec<i64> = orders.into_iter().map(|order| order.lock_key()).collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let locks: Vec<String> = keys
+        .iter()
+        .map(|key| format!("pg_advisory_xact_lock({key})"))
+        .collect();
+    db.execute_unprepared(&format!("SELECT {}", locks.join(", ")))
+        .await?;
+    Ok(())
+}
+
 /// Owners of many calls at once: one statement for the called numbers'
 /// assignment history (and one for Vapi phone-number ids, if any); a call
 /// whose number no order held then goes the one-call way (assistant, orphan).
