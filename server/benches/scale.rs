@@ -21,6 +21,7 @@
 //!
 //! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000),
 //! BENCH_LIST_CALLS (default 1000000; 0 skips the ListCalls rows),
+//! BENCH_KEEP_DB=1 (keep the PostgreSQL database, for EXPLAIN),
 //! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16,list:1,list:16`;
 //! e.g. `report:64` alone, to profile the server: its pid is printed).
 
@@ -848,7 +849,9 @@ async fn bench() {
     }
     drop(server);
     drop(db);
-    if let Some(admin) = &admin {
+    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
+        eprintln!("kept for EXPLAIN: {url}");
+    } else if let Some(admin) = &admin {
         let db = Database::connect(admin).await.expect("PostgreSQL");
         db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
             .await

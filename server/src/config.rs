@@ -104,7 +104,7 @@ pub struct Config {
     /// Group committers of end-of-call reports on PostgreSQL (each batches
     /// the reports of its share of numbers in one transaction on its own
     /// connection). SQLite always has one: it has one writer.
-    #[arg(long, env = "CENTRALINO_REPORT_COMMITTERS", default_value_t = 2)]
+    #[arg(long, env = "CENTRALINO_REPORT_COMMITTERS", default_value_t = 1)]
     pub report_committers: usize,
 
     /// Seconds that in-flight requests get to finish after SIGINT/SIGTERM.

@@ -117,3 +117,48 @@ async fn what_process_b_changes_process_a_answers_within_a_second() {
     b.stop().await;
     a.finish().await;
 }
+
+#[tokio::test]
+async fn concurrent_first_requests_all_get_the_assistant_not_an_empty_table() {
+    let app = spawn(TestDb::new().await).await;
+    let client = app.admin().await;
+    let mut order = sample_order("Agenzia Fredda");
+    order.vapi_assistant_id = ASSISTANT.to_owned();
+    let order = client.orders().create_order(order).await.unwrap();
+    client
+        .numbers()
+        .assign_number(&order.id, NUMBER, "")
+        .await
+        .unwrap();
+
+    // The table has never been loaded: 32 calls ring at once. While one
+    // request loads it, the others must wait for it, not answer from the
+    // empty table ("questo numero non è attivo").
+    let answers: Vec<_> = (0..32)
+        .map(|_| {
+            let url = format!("http://{}/webhooks/vapi", app.http_addr);
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(url)
+                    .header("X-Vapi-Secret", SECRET)
+                    .json(&json!({"message": {
+                        "type": "assistant-request",
+                        "call": {"id": "ar-cold", "status": "ringing"},
+                        "phoneNumber": {"number": NUMBER},
+                        "customer": {"number": "+393471112223"}
+                    }}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for answer in answers {
+        let answer = answer.await.unwrap();
+        assert_eq!(answer["assistantId"], ASSISTANT, "{answer}");
+    }
+    app.finish().await;
+}

@@ -65,21 +65,34 @@ impl RoutingTable {
     }
 
     async fn current(&self) -> Result<Arc<RoutingSnapshot>, ServiceError> {
-        if self.store.take_routing_stale() {
-            let _one = self.reloading.lock().await;
-            let fresh = Arc::new(routing::load(self.store.conn()).await.inspect_err(|_| {
-                // Try again on the next request rather than serve stale data silently.
-                self.store.mark_routing_stale();
-            })?);
-            debug!(
-                epoch = fresh.epoch,
-                numbers = fresh.holders.len(),
-                "routing table reloaded"
-            );
-            *self.snapshot.write().await = fresh.clone();
-            return Ok(fresh);
+        let stale = self.store.take_routing_stale();
+        if !stale {
+            let snapshot = self.snapshot.read().await.clone();
+            if snapshot.loaded() {
+                return Ok(snapshot);
+            }
         }
-        Ok(self.snapshot.read().await.clone())
+        let _one = self.reloading.lock().await;
+        if !stale {
+            // The first load, which another request started: wait for it
+            // rather than answer from an empty table (every number
+            // "not active" for the calls that ring meanwhile).
+            let snapshot = self.snapshot.read().await.clone();
+            if snapshot.loaded() {
+                return Ok(snapshot);
+            }
+        }
+        let fresh = Arc::new(routing::load(self.store.conn()).await.inspect_err(|_| {
+            // Try again on the next request rather than serve stale data silently.
+            self.store.mark_routing_stale();
+        })?);
+        debug!(
+            epoch = fresh.epoch,
+            numbers = fresh.holders.len(),
+            "routing table reloaded"
+        );
+        *self.snapshot.write().await = fresh.clone();
+        Ok(fresh)
     }
 
     /// Marks the table stale when the shared epoch moved (another process

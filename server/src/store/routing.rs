@@ -30,6 +30,14 @@ pub struct RoutingSnapshot {
     pub holders: HashMap<PhoneNumber, RoutedOrder>,
 }
 
+impl RoutingSnapshot {
+    /// Whether it came from the store (the placeholder before the first
+    /// load has epoch -1).
+    pub fn loaded(&self) -> bool {
+        self.epoch >= 0
+    }
+}
+
 pub async fn epoch(db: &impl ConnectionTrait) -> Result<i64, StoreError> {
     let row = db
         .query_one_raw(Statement::from_string(
