@@ -699,14 +699,7 @@ impl ReportCommitter {
                 .and_then(CallsService::order_of)
                 .and_then(|id| orders.get(&id));
             if let Some(order) = order {
-                let draft = lead::extract(&LeadInput {
-                    structured: report.structured_data.as_ref(),
-                    summary: report.summary.as_deref(),
-                    transcript: report.transcript.as_deref(),
-                    caller: report.key.caller.number(),
-                    zones: &order.zones,
-                });
-                drafts.push((i, order.id, draft));
+                drafts.push((i, order.id, draft_of(report, order)));
             }
         }
         let pairs: Vec<(OrderId, String)> = drafts
@@ -793,22 +786,7 @@ impl ReportCommitter {
         let mut results = Vec::with_capacity(reports.len());
         for (i, report) in reports.iter().enumerate() {
             let Some(mut call) = fresh.remove(&report.key.vapi_call_id) else {
-                // A replay: answered with what is stored.
-                let stored = calls::find_call(txn, &report.key.vapi_call_id)
-                    .await?
-                    .ok_or_else(|| internal("call row vanished"))?;
-                let lead = match &stored.lead_id {
-                    Some(id) => calls::find_lead(txn, id).await?,
-                    None => None,
-                };
-                results.push((
-                    RecordedReport {
-                        call: stored,
-                        replay: true,
-                        lead,
-                    },
-                    None,
-                ));
+                results.push((replay_of(txn, &report.key.vapi_call_id).await?, None));
                 continue;
             };
             let lead = lead_of.remove(&i);
@@ -858,21 +836,7 @@ impl ReportCommitter {
         )
         .await?;
         let Some(mut stored) = calls::record_report(txn, report, now).await? else {
-            let stored = calls::find_call(txn, &report.key.vapi_call_id)
-                .await?
-                .ok_or_else(|| internal("call row vanished"))?;
-            let lead = match &stored.lead_id {
-                Some(id) => calls::find_lead(txn, id).await?,
-                None => None,
-            };
-            return Ok((
-                RecordedReport {
-                    call: stored,
-                    replay: true,
-                    lead,
-                },
-                None,
-            ));
+            return Ok((replay_of(txn, &report.key.vapi_call_id).await?, None));
         };
         // The row's owner was decided by its first message.
         let order_id = stored
@@ -888,13 +852,7 @@ impl ReportCommitter {
         }
         let lead = match &order {
             Some(order) => {
-                let draft = lead::extract(&LeadInput {
-                    structured: report.structured_data.as_ref(),
-                    summary: report.summary.as_deref(),
-                    transcript: report.transcript.as_deref(),
-                    caller: report.key.caller.number(),
-                    zones: &order.zones,
-                });
+                let draft = draft_of(report, order);
                 let lead = calls::upsert_lead(
                     txn,
                     order.id,
@@ -931,6 +889,36 @@ impl ReportCommitter {
             notification,
         ))
     }
+}
+
+/// A replay, answered with what is stored: the call and its lead.
+async fn replay_of(
+    txn: &impl ConnectionTrait,
+    vapi_call_id: &str,
+) -> Result<RecordedReport, ServiceError> {
+    let call = calls::find_call(txn, vapi_call_id)
+        .await?
+        .ok_or_else(|| internal("call row vanished"))?;
+    let lead = match &call.lead_id {
+        Some(id) => calls::find_lead(txn, id).await?,
+        None => None,
+    };
+    Ok(RecordedReport {
+        call,
+        replay: true,
+        lead,
+    })
+}
+
+/// What the report says about its caller, for `order`'s lead.
+fn draft_of(report: &CallReport, order: &Order) -> lead::LeadDraft {
+    lead::extract(&LeadInput {
+        structured: report.structured_data.as_ref(),
+        summary: report.summary.as_deref(),
+        transcript: report.transcript.as_deref(),
+        caller: report.key.caller.number(),
+        zones: &order.zones,
+    })
 }
 
 fn log_report(
