@@ -131,6 +131,11 @@ pub struct CallWatch {
 /// Reports taken into one transaction at most.
 const MAX_BATCH: usize = 64;
 
+/// After a batch of at least this many reports (and at most half of
+/// [`MAX_BATCH`]), the next one waits up to [`GATHER`] for as many.
+const GATHER_AFTER: usize = 4;
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// A report waiting for its batch, and where to answer.
 #[derive(Debug)]
 struct PendingReport {
@@ -501,11 +506,29 @@ fn publish(changes: &broadcast::Sender<WatchEvent>, kind: CallChangeKind, call: 
 
 impl ReportCommitter {
     /// The committer: takes every report waiting (up to [`MAX_BATCH`]), runs
-    /// them in one transaction, commits, then answers each. No timer: while
-    /// one batch commits, the next one gathers.
+    /// them in one transaction, commits, then answers each. While one batch
+    /// commits, the next one gathers; a lone report waits for nothing.
     async fn run(self, mut queue: mpsc::Receiver<PendingReport>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut last = 0;
         while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // Under moderate load the senders just answered are sending
+            // again: give them a moment to join this batch rather than queue
+            // behind a small one (batches alternated small and large: at 16
+            // in flight, 2,700/s p99 10.6 ms before, 3,400/s p99 6.5-8.5 ms
+            // after). Near-full batches refill while they commit anyway, and
+            // waiting there cost more than it gained.
+            if (GATHER_AFTER..=MAX_BATCH / 2).contains(&last) {
+                let until = tokio::time::Instant::now() + GATHER;
+                while batch.len() < last.min(MAX_BATCH) {
+                    let room = MAX_BATCH - batch.len();
+                    match tokio::time::timeout_at(until, queue.recv_many(&mut batch, room)).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            }
+            last = batch.len();
             let span = info_span!("report_batch", reports = batch.len());
             self.commit_batch(std::mem::take(&mut batch))
                 .instrument(span)
