@@ -22,6 +22,7 @@
 //! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000),
 //! BENCH_LIST_CALLS (default 1000000; 0 skips the ListCalls rows),
 //! BENCH_KEEP_DB=1 (keep the PostgreSQL database, for EXPLAIN),
+//! BENCH_SHIM_TCP=1 (the shim's gRPC calls over loopback TCP, not in memory),
 //! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16,list:1,list:16`;
 //! e.g. `report:64` alone, to profile the server: its pid is printed).
 
@@ -173,6 +174,14 @@ async fn start(database_url: &str, dir: &Path, name: &str, log_sql: bool) -> Ser
         .env("CENTRALINO_LOG_FORMAT", "json")
         .stdout(std::fs::File::create(&log).expect("log file"))
         .stderr(Stdio::inherit());
+    // BENCH_SHIM_TCP=1: the shim calls the gRPC listener over loopback TCP
+    // instead of the in-process pipe (to compare the two).
+    if std::env::var("BENCH_SHIM_TCP").is_ok_and(|v| v == "1") {
+        command.env(
+            "CENTRALINO_SHIM_GRPC_ENDPOINT",
+            format!("http://127.0.0.1:{grpc}"),
+        );
+    }
     if log_sql {
         command
             .env("CENTRALINO_LOG_SQL", "true")
