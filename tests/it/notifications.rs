@@ -84,11 +84,18 @@ async fn agencies(client: &Client, twilio: &FakeTwilio) -> (proto::Order, proto:
 }
 
 fn report(call_id: &str, number: &str, caller: &str, summary: &str, structured: Value) -> Value {
+    // Started now, after the test gave the number to its order: a fixed time
+    // fell before the assignment once the clock passed it, and every call
+    // became an orphan.
+    let started = chrono::Utc::now();
+    let ended = started + chrono::Duration::seconds(232);
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     json!({"message": {
         "type": "end-of-call-report",
         "endedReason": "customer-ended-call",
-        "startedAt": "2026-11-27T09:41:00.000Z",
-        "endedAt": "2026-11-27T09:44:52.000Z",
+        "startedAt": stamp(started),
+        "endedAt": stamp(ended),
         "call": {"id": call_id, "type": "inboundPhoneCall"},
         "phoneNumber": {"number": number},
         "customer": {"number": caller},
