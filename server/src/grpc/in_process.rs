@@ -62,23 +62,29 @@ impl AsyncWrite for Pipe {
 /// Connections accepted by the in-process server.
 pub type Incoming = ReceiverStream<Result<Pipe, io::Error>>;
 
-/// A lazily connecting channel and the stream of connections it opens, to be
-/// served with the same routes as the TCP listener.
-pub fn channel(timeout: Duration) -> (Channel, Incoming) {
+/// `n` lazily connecting channels (one HTTP/2 connection each) and the
+/// stream of the connections they open, to be served with the same routes
+/// as the TCP listener.
+pub fn channels(n: usize, timeout: Duration) -> (Vec<Channel>, Incoming) {
     let (accept, incoming) = mpsc::channel(8);
-    let connector = tower::service_fn(move |_: Uri| {
-        let accept = accept.clone();
-        async move {
-            let (client, server) = tokio::io::duplex(PIPE_BUFFER);
-            accept
-                .send(Ok(Pipe(server)))
-                .await
-                .map_err(|_| io::Error::other("the in-process gRPC server has stopped"))?;
-            Ok::<_, io::Error>(TokioIo::new(client))
-        }
-    });
-    let channel = Endpoint::from_static("http://in-process.centralino.invalid")
-        .timeout(timeout)
-        .connect_with_connector_lazy(connector);
-    (channel, ReceiverStream::new(incoming))
+    let channels = (0..n.max(1))
+        .map(|_| {
+            let accept = accept.clone();
+            let connector = tower::service_fn(move |_: Uri| {
+                let accept = accept.clone();
+                async move {
+                    let (client, server) = tokio::io::duplex(PIPE_BUFFER);
+                    accept
+                        .send(Ok(Pipe(server)))
+                        .await
+                        .map_err(|_| io::Error::other("the in-process gRPC server has stopped"))?;
+                    Ok::<_, io::Error>(TokioIo::new(client))
+                }
+            });
+            Endpoint::from_static("http://in-process.centralino.invalid")
+                .timeout(timeout)
+                .connect_with_connector_lazy(connector)
+        })
+        .collect();
+    (channels, ReceiverStream::new(incoming))
 }

@@ -24,8 +24,18 @@ use crate::domain::phone::mask;
 #[derive(Clone)]
 pub struct Shim {
     pub auth: Option<WebhookAuth>,
-    pub client: Client,
+    /// Clients on separate connections, taken in turn.
+    pub clients: std::sync::Arc<[Client]>,
+    pub next: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub max_body: usize,
+}
+
+impl Shim {
+    /// The next client in turn.
+    pub fn client(&self) -> &Client {
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.clients[turn % self.clients.len()]
+    }
 }
 
 pub(super) fn reply(status: StatusCode, body: Value) -> Response {
@@ -63,7 +73,7 @@ pub async fn handle(State(shim): State<Shim>, headers: HeaderMap, body: Body) ->
             );
         }
     };
-    let calls = shim.client.calls();
+    let calls = shim.client().calls();
     match message {
         VapiMessage::AssistantRequest(request) => {
             let mut calls = calls;
