@@ -390,14 +390,21 @@ async fn drive(
     for task in tasks {
         all.extend(task.await.expect("worker"));
     }
-    let elapsed = started.elapsed();
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Row {
-        count: all.len() as f64,
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
+    Row::of(all, started.elapsed())
+}
+
+impl Row {
+    /// Throughput and percentiles of one row's latencies.
+    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+        latencies.sort();
+        let pct =
+            |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        Self {
+            count: latencies.len() as f64,
+            rps: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: pct(0.50),
+            p99: pct(0.99),
+        }
     }
 }
 
@@ -519,16 +526,14 @@ async fn list_calls_rows(
             for task in tasks {
                 all.extend(task.await.expect("worker"));
             }
-            let elapsed = started.elapsed();
-            all.sort();
-            let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+            let row = Row::of(all, started.elapsed());
             println!(
                 "| {name} | {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
-                all.len() as f64 / elapsed.as_secs_f64(),
-                ms(pct(0.50)),
-                ms(pct(0.99)),
+                row.rps,
+                ms(row.p50),
+                ms(row.p99),
                 server.peak_rss_mib(),
-                cpu.per_request(server.pid(), all.len() as f64)
+                cpu.per_request(server.pid(), row.count)
             );
         }
     }
