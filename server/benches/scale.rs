@@ -9,7 +9,8 @@
 //!    `BENCH_PRELOAD` calls through the webhook (default 20,000), ANALYZE;
 //! 2. end-of-call reports at concurrency 1, 16, 64 and, on PostgreSQL,
 //!    `pgbench` at the same concurrency running `scripts/report.pgbench`
-//!    (one report's statements as one transaction). The bench first checks
+//!    (one report's statements as one transaction), taking turns with the
+//!    server (`BENCH_ROUNDS` stretches each). The bench first checks
 //!    that script against the statements a second instance of the binary
 //!    logs (`CENTRALINO_LOG_SQL`) for one report, and stops if they differ;
 //! 3. assistant requests at concurrency 1 and 16;
@@ -19,7 +20,9 @@
 //! 5. peak RSS of the server for each row (VmHWM, reset between rows), and
 //!    CPU per request of the server, the rest of the machine and the generator.
 //!
-//! Knobs: BENCH_SECONDS (per row, default 5), BENCH_PRELOAD (default 20000),
+//! Knobs: BENCH_SECONDS (per row, or per stretch of a report row, default 5),
+//! BENCH_ROUNDS (stretches of the server and of pgbench per report row,
+//! default 3), BENCH_PRELOAD (default 20000),
 //! BENCH_LIST_CALLS (default 1000000; 0 skips the ListCalls rows),
 //! BENCH_KEEP_DB=1 (keep the PostgreSQL database, for EXPLAIN),
 //! BENCH_SHIM_TCP=1 (the shim's gRPC calls over loopback TCP, not in memory),
@@ -139,13 +142,33 @@ impl Cpu {
         }
     }
 
+    /// What was used since `self`.
+    fn spent(&self, server: u32) -> Self {
+        let later = Self::now(server);
+        Self {
+            server: later.server - self.server,
+            generator: later.generator - self.generator,
+            machine: later.machine - self.machine,
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.server += other.server;
+        self.generator += other.generator;
+        self.machine += other.machine;
+    }
+
     /// Microseconds per request since `self`.
     fn per_request(&self, server: u32, requests: f64) -> String {
-        let later = Self::now(server);
-        let us = |a: f64, b: f64| (b - a) * 1e6 / requests.max(1.0);
-        let server_us = us(self.server, later.server);
-        let generator_us = us(self.generator, later.generator);
-        let rest_us = us(self.machine, later.machine) - server_us - generator_us;
+        self.spent(server).microseconds_per(requests)
+    }
+
+    /// This amount of CPU (a [`Cpu::spent`]) per request, in microseconds.
+    fn microseconds_per(&self, requests: f64) -> String {
+        let us = |seconds: f64| seconds * 1e6 / requests.max(1.0);
+        let server_us = us(self.server);
+        let generator_us = us(self.generator);
+        let rest_us = us(self.machine) - server_us - generator_us;
         format!("{server_us:.0} / {rest_us:.0} / {generator_us:.0}")
     }
 }
@@ -328,6 +351,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// The latencies of one stretch of load and how long it lasted.
+struct Sample {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+}
+
 struct Row {
     count: f64,
     rps: f64,
@@ -349,6 +378,19 @@ async fn drive(
     total: Option<u64>,
     counter: Arc<AtomicU64>,
 ) -> Row {
+    Row::of(sample(addr, scenario, run, concurrency, duration, total, counter).await)
+}
+
+/// As [`drive`], the raw latencies (to merge several stretches into a row).
+async fn sample(
+    addr: &str,
+    scenario: Scenario,
+    run: &str,
+    concurrency: usize,
+    duration: Duration,
+    total: Option<u64>,
+    counter: Arc<AtomicU64>,
+) -> Sample {
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let first = counter.load(Ordering::Relaxed);
@@ -390,12 +432,20 @@ async fn drive(
     for task in tasks {
         all.extend(task.await.expect("worker"));
     }
-    Row::of(all, started.elapsed())
+    Sample {
+        latencies: all,
+        elapsed: started.elapsed(),
+    }
 }
 
 impl Row {
     /// Throughput and percentiles of one row's latencies.
-    fn of(mut latencies: Vec<Duration>, elapsed: Duration) -> Self {
+    fn of(
+        Sample {
+            mut latencies,
+            elapsed,
+        }: Sample,
+    ) -> Self {
         latencies.sort();
         let pct =
             |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
@@ -526,7 +576,10 @@ async fn list_calls_rows(
             for task in tasks {
                 all.extend(task.await.expect("worker"));
             }
-            let row = Row::of(all, started.elapsed());
+            let row = Row::of(Sample {
+                latencies: all,
+                elapsed: started.elapsed(),
+            });
             println!(
                 "| {name} | {concurrency} | {:.0} | {:.2} | {:.2} | {:.0} | {} |",
                 row.rps,
@@ -677,6 +730,11 @@ async fn bench() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(3);
     let preload: u64 = std::env::var("BENCH_PRELOAD")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -790,28 +848,50 @@ async fn bench() {
         if !wanted("report", concurrency) {
             continue;
         }
+        // The server and pgbench take turns, `rounds` stretches each, so a
+        // drift of the machine (another tenant, the disk) weighs on both.
         server.reset_peak();
-        let cpu = Cpu::now(server.pid());
-        let row = drive(
-            &server.http,
-            Scenario::Report,
-            &run,
-            concurrency,
-            Duration::from_secs(seconds),
-            None,
-            counter.clone(),
-        )
-        .await;
+        let mut cpu = Cpu {
+            server: 0.0,
+            generator: 0.0,
+            machine: 0.0,
+        };
+        let mut served = Sample {
+            latencies: Vec::new(),
+            elapsed: Duration::ZERO,
+        };
+        let mut pgbench_tps = Vec::new();
+        for round in 0..rounds {
+            let before = Cpu::now(server.pid());
+            let stretch = sample(
+                &server.http,
+                Scenario::Report,
+                &run,
+                concurrency,
+                Duration::from_secs(seconds),
+                None,
+                counter.clone(),
+            )
+            .await;
+            cpu.add(&before.spent(server.pid()));
+            served.latencies.extend(stretch.latencies);
+            served.elapsed += stretch.elapsed;
+            if postgres {
+                pgbench_tps.push(pgbench(
+                    &url,
+                    (&target.0, &target.1),
+                    concurrency * 100 + round,
+                    concurrency,
+                    seconds,
+                ));
+            }
+        }
+        let row = Row::of(served);
         let rss = server.peak_rss_mib();
-        let cpu = cpu.per_request(server.pid(), row.count);
+        let cpu = cpu.microseconds_per(row.count);
         let (tps, ratio) = if postgres {
-            let tps = pgbench(
-                &url,
-                (&target.0, &target.1),
-                concurrency,
-                concurrency,
-                seconds,
-            );
+            // Equal stretches: the mean of the rates is the overall rate.
+            let tps = pgbench_tps.iter().sum::<f64>() / pgbench_tps.len() as f64;
             (
                 format!("{tps:.0}"),
                 format!("{:.0} %", row.rps / tps * 100.0),

@@ -80,6 +80,11 @@ impl Store {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(10))
             .acquire_timeout(Duration::from_secs(10))
+            // The default pings on every checkout: one more round trip per
+            // transaction (a report is 12). Only a connection idle for a
+            // second may have been dropped by the server or a proxy; one in
+            // steady use would fail its statement either way.
+            .test_before_acquire_if_idle_for(Duration::from_secs(1))
             // Off by default: a line per statement is noise at 3 a.m.
             .sqlx_logging(log_sql);
         let db = Database::connect(options).await?;
