@@ -101,9 +101,10 @@ pub struct Config {
     #[arg(long, env = "CENTRALINO_ROUTING_POLL_MS", default_value_t = 200)]
     pub routing_poll_ms: u64,
 
-    /// Group committers of end-of-call reports on PostgreSQL (each batches
-    /// the reports of its share of numbers in one transaction on its own
-    /// connection). SQLite always has one: it has one writer.
+    /// Group committers of end-of-call reports on PostgreSQL: they share one
+    /// queue, and a free one takes the reports waiting while another commits
+    /// (each batch one transaction on its own connection). SQLite always
+    /// has one: it has one writer.
     #[arg(long, env = "CENTRALINO_REPORT_COMMITTERS", default_value_t = 1)]
     pub report_committers: usize,
 

@@ -1055,7 +1055,6 @@ async fn a_caller_who_calls_again_in_the_same_burst_keeps_one_lead_and_each_call
 
 #[tokio::test]
 async fn two_replicas_recording_one_callers_reports_at_once_keep_one_lead() {
-    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
     let a = spawn_with(TestDb::new().await, &[]).await;
     if !a.db.url.starts_with("postgres") {
         use std::io::Write;
@@ -1068,6 +1067,34 @@ async fn two_replicas_recording_one_callers_reports_at_once_keep_one_lead() {
         return;
     }
     let b = spawn_with(TestDb::shared(&a.db.url), &[]).await;
+    one_callers_reports_held_open_together_keep_one_lead(&a, &b).await;
+    b.finish().await;
+    a.finish().await;
+}
+
+#[tokio::test]
+async fn two_committers_of_one_process_recording_one_callers_reports_at_once_keep_one_lead() {
+    let app = spawn_with(TestDb::new().await, &["--report-committers", "2"]).await;
+    if !app.db.url.starts_with("postgres") {
+        use std::io::Write;
+        writeln!(
+            std::io::stderr(),
+            "two_committers_of_one_process_recording_one_callers_reports_at_once_keep_one_lead: skipped, needs TEST_DATABASE_URL (PostgreSQL): SQLite has one committer"
+        )
+        .ok();
+        app.finish().await;
+        return;
+    }
+    // The first report's batch is held open, so the second goes to the
+    // other committer, in a transaction of its own.
+    one_callers_reports_held_open_together_keep_one_lead(&app, &app).await;
+    app.finish().await;
+}
+
+/// One report of the same caller to each of `a` and `b` (PostgreSQL), both
+/// transactions held open at once: one lead, both calls on it.
+async fn one_callers_reports_held_open_together_keep_one_lead(a: &TestApp, b: &TestApp) {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
     let client = a.admin().await;
     let (federico, _) = setup_agencies(&client).await;
     let started = chrono::Utc::now().to_rfc3339();
@@ -1085,7 +1112,7 @@ async fn two_replicas_recording_one_callers_reports_at_once_keep_one_lead() {
         .unwrap();
     let http = reqwest::Client::new();
     let mut tasks = Vec::new();
-    for (i, app) in [&a, &b].into_iter().enumerate() {
+    for (i, app) in [a, b].into_iter().enumerate() {
         let url = webhook(app);
         let body = report(
             &format!("both-{i}-{run}"),
@@ -1142,6 +1169,4 @@ async fn two_replicas_recording_one_callers_reports_at_once_keep_one_lead() {
     assert_eq!(calls.len(), 2);
     assert!(calls.iter().all(|c| c.lead_id == leads[0].id));
     db.close().await.ok();
-    b.finish().await;
-    a.finish().await;
 }

@@ -29,13 +29,6 @@ impl OrderId {
         Self(Uuid::now_v7())
     }
 
-    /// A 64-bit key for advisory locks (both halves of the UUID folded, so
-    /// that ids made in the same millisecond still differ).
-    pub fn lock_key(&self) -> i64 {
-        let (high, low) = self.0.as_u64_pair();
-        i64::from_ne_bytes((high ^ low).to_ne_bytes())
-    }
-
     pub fn parse(input: &str) -> Result<Self, IdError> {
         let input = input.trim();
         if input.is_empty() {

@@ -64,10 +64,9 @@ pub struct CallsService {
     store: Store,
     /// Assistant requests are answered from memory.
     routing: Arc<RoutingTable>,
-    /// Reports waiting for the group committer.
-    /// Reports waiting for the group committers: the same number's reports
-    /// always go to the same one (its order's leads are planned there).
-    reports: Arc<Vec<mpsc::Sender<PendingReport>>>,
+    /// Reports waiting for the group committers (one queue: whichever
+    /// committer is free takes what waits).
+    reports: mpsc::Sender<PendingReport>,
     /// Committed changes, for `WatchCalls`; `send` never waits for receivers.
     changes: broadcast::Sender<WatchEvent>,
     /// Where this process's changes come from, and whether the changes of
@@ -150,8 +149,8 @@ impl CallsService {
     }
 
     /// As [`CallsService::new`] with `committers` group committers on
-    /// PostgreSQL (each its own connection and batches; a report goes to
-    /// the one its called number hashes to). SQLite has one writer: one.
+    /// PostgreSQL: while one commits its batch, the next takes the reports
+    /// waiting, on its own connection. SQLite has one writer: one.
     pub fn with_committers(
         store: Store,
         notifications: NotificationsService,
@@ -167,25 +166,23 @@ impl CallsService {
             origin: uuid::Uuid::new_v4().simple().to_string(),
             live: AtomicBool::new(store.backend_name() != "postgresql"),
         });
-        let reports = (0..committers)
-            .map(|_| {
-                let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(
-                    ReportCommitter {
-                        store: store.clone(),
-                        notifications: notifications.clone(),
-                        changes: changes.clone(),
-                        origin: feed.origin.clone(),
-                    }
-                    .run(queue),
-                );
-                reports
-            })
-            .collect();
+        let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        for _ in 0..committers {
+            tokio::spawn(
+                ReportCommitter {
+                    store: store.clone(),
+                    notifications: notifications.clone(),
+                    changes: changes.clone(),
+                    origin: feed.origin.clone(),
+                }
+                .run(queue.clone()),
+            );
+        }
         Self {
             routing: Arc::new(RoutingTable::new(store.clone())),
             store,
-            reports: Arc::new(reports),
+            reports,
             changes,
             feed,
             stopping: CancellationToken::new(),
@@ -338,8 +335,7 @@ impl CallsService {
     /// and changes nothing.
     pub async fn record_report(&self, report: CallReport) -> Result<RecordedReport, ServiceError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let committer = committer_of(&report, self.reports.len());
-        self.reports[committer]
+        self.reports
             .send(PendingReport { report, reply })
             .await
             .map_err(|_| shutting_down())?;
@@ -478,24 +474,6 @@ struct ReportCommitter {
     origin: String,
 }
 
-/// Which of `committers` takes a report: by the called number (else the
-/// Vapi phone-number id, else the call id), so that one order's reports
-/// share a committer and its batches.
-fn committer_of(report: &CallReport, committers: usize) -> usize {
-    use std::hash::{Hash, Hasher};
-    if committers <= 1 {
-        return 0;
-    }
-    let key = &report.key;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    match (&key.called_number, &key.phone_number_id) {
-        (Some(number), _) => number.as_str().hash(&mut hasher),
-        (None, Some(id)) => id.hash(&mut hasher),
-        (None, None) => key.vapi_call_id.hash(&mut hasher),
-    }
-    (hasher.finish() % committers as u64) as usize
-}
-
 /// After commit. Never blocks; without watchers the change is dropped.
 fn publish(changes: &broadcast::Sender<WatchEvent>, kind: CallChangeKind, call: &call::Model) {
     let _ = changes.send(WatchEvent::Change(CallChange {
@@ -507,11 +485,16 @@ fn publish(changes: &broadcast::Sender<WatchEvent>, kind: CallChangeKind, call: 
 impl ReportCommitter {
     /// The committer: takes every report waiting (up to [`MAX_BATCH`]), runs
     /// them in one transaction, commits, then answers each. While one batch
-    /// commits, the next one gathers; a lone report waits for nothing.
-    async fn run(self, mut queue: mpsc::Receiver<PendingReport>) {
+    /// commits, the next one gathers (the queue is free for another
+    /// committer meanwhile); a lone report waits for nothing.
+    async fn run(self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingReport>>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut last = 0;
-        while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            let mut queue = queue.lock().await;
+            if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
+                break;
+            }
             // Under moderate load the senders just answered are sending
             // again: give them a moment to join this batch rather than queue
             // behind a small one (batches alternated small and large: at 16
@@ -528,6 +511,7 @@ impl ReportCommitter {
                     }
                 }
             }
+            drop(queue);
             last = batch.len();
             let span = info_span!("report_batch", reports = batch.len());
             self.commit_batch(std::mem::take(&mut batch))
@@ -713,8 +697,6 @@ impl ReportCommitter {
             .into_iter()
             .map(|order| (order.id, order))
             .collect();
-        // Held to commit: no other batch plans these orders' leads meanwhile.
-        calls::lock_orders_for_leads(txn, orders.keys().copied()).await?;
         let mut drafts = Vec::new();
         for (i, report) in reports.iter().enumerate() {
             let order = fresh
@@ -734,6 +716,12 @@ impl ReportCommitter {
                     .map(|p| (*order, p.as_str().to_owned()))
             })
             .collect();
+        // Held to commit: no other batch plans these callers' leads meanwhile.
+        calls::lock_callers_for_leads(
+            txn,
+            pairs.iter().map(|(order, phone)| (*order, phone.as_str())),
+        )
+        .await?;
         let since = drafts.iter().map(|(i, _, _)| at(reports[*i])).min();
         // Newest first; also the batch's memory, so that a caller's second
         // report in this batch finds the lead its first one made.
@@ -870,12 +858,12 @@ impl ReportCommitter {
             Some(order_id) => orders::find(txn, order_id).await?,
             None => None,
         };
-        if let Some(order) = &order {
-            calls::lock_orders_for_leads(txn, [order.id]).await?;
-        }
         let lead = match &order {
             Some(order) => {
                 let draft = draft_of(report, order);
+                if let Some(phone) = &draft.phone {
+                    calls::lock_callers_for_leads(txn, [(order.id, phone.as_str())]).await?;
+                }
                 let lead = calls::upsert_lead(
                     txn,
                     order.id,

@@ -467,21 +467,25 @@ pub async fn recent_leads(
         .await?)
 }
 
-/// On PostgreSQL, takes a transaction-scoped advisory lock per order (in
-/// one order, so that batches never deadlock): whoever plans an order's
-/// leads holds it until commit, so two batches (of this process or another
-/// replica) never both create a lead for the same caller. SQLite has one
-/// writer at a time already.
-pub async fn lock_orders_for_leads(
+/// On PostgreSQL, takes a transaction-scoped advisory lock per caller of an
+/// order (in one order, so that batches never deadlock): whoever plans a
+/// caller's lead holds it until commit, so two batches (of this process or
+/// another replica) never both create a lead for the same caller, while
+/// batches of other callers go on side by side. SQLite has one writer at a
+/// time already.
+pub async fn lock_callers_for_leads<'a>(
     db: &impl ConnectionTrait,
-    orders: impl IntoIterator<Item = OrderId>,
+    callers: impl IntoIterator<Item = (OrderId, &'a str)>,
 ) -> Result<(), StoreError> {
     if db.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Ok(());
     }
-    // 64 bits of the order's UUID are its key; the target list is evaluated
-    // left to right, so the locks are taken in ascending order.
-    let mut keys: Vec<i64> = orders.into_iter().map(|order| order.lock_key()).collect();
+    // The target list is evaluated left to right, so the locks are taken in
+    // ascending order.
+    let mut keys: Vec<i64> = callers
+        .into_iter()
+        .map(|(order, phone)| caller_lock_key(order, phone))
+        .collect();
     if keys.is_empty() {
         return Ok(());
     }
@@ -494,6 +498,22 @@ pub async fn lock_orders_for_leads(
     db.execute_unprepared(&format!("SELECT {}", locks.join(", ")))
         .await?;
     Ok(())
+}
+
+/// The advisory-lock key of an order's caller: the first 64 bits of
+/// SHA-256("order:phone"). Fixed by its definition, not by a Rust release,
+/// so replicas of different builds agree on it (a collision only makes two
+/// callers wait for each other).
+fn caller_lock_key(order: OrderId, phone: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(order.to_string())
+        .chain_update(":")
+        .chain_update(phone)
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// Owners of many calls at once: one statement for the called numbers'
@@ -580,6 +600,10 @@ pub async fn upsert_reports(
     if reports.is_empty() {
         return Ok(Vec::new());
     }
+    // Rows locked in one order: two batches holding the same call (a replay
+    // beside its original) wait for each other instead of deadlocking.
+    let mut reports = reports.to_vec();
+    reports.sort_by(|a, b| a.0.key.vapi_call_id.cmp(&b.0.key.vapi_call_id));
     let rows = reports.iter().map(|(report, owner)| call::ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
         vapi_call_id: Set(report.key.vapi_call_id.clone()),
