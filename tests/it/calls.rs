@@ -117,6 +117,30 @@ async fn all_calls(client: &Client, order_id: &str) -> Vec<proto::Call> {
     }
 }
 
+/// Every lead of an order, page after page.
+async fn all_leads(client: &Client, order_id: &str) -> Vec<proto::Lead> {
+    let mut leads = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .calls()
+            .list_leads(proto::ListLeadsRequest {
+                order_id: order_id.to_owned(),
+                page_size: 200,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        leads.extend(page.leads);
+        if page.next_page_token.is_empty() {
+            return leads;
+        }
+        token = page.next_page_token;
+    }
+}
+
 #[tokio::test]
 async fn simultaneous_calls_to_two_agencies_are_each_stored_once_under_the_right_one() {
     let app = spawn_with(TestDb::new().await, &[]).await;
@@ -200,17 +224,7 @@ async fn simultaneous_calls_to_two_agencies_are_each_stored_once_under_the_right
             assert_eq!(call.recording_url, "https://storage.vapi.ai/rec.wav");
         }
     }
-    let leads = client
-        .calls()
-        .list_leads(proto::ListLeadsRequest {
-            order_id: federico.id.clone(),
-            page_size: 200,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leads;
+    let leads = all_leads(&client, &federico.id).await;
     assert_eq!(leads.len(), federico_calls.len(), "one lead per caller");
     assert!(
         leads
@@ -414,16 +428,7 @@ async fn leads_come_from_italian_or_english_keys_and_from_the_caller_when_analys
             .unwrap();
         leads.push(call.lead_id);
     }
-    let all = client
-        .calls()
-        .list_leads(proto::ListLeadsRequest {
-            order_id: gianluca.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leads;
+    let all = all_leads(&client, &gianluca.id).await;
     // The same caller twice within 30 days: one lead, two calls.
     assert_eq!(leads[0], leads[1]);
     assert_eq!(all.len(), 1);
@@ -448,16 +453,7 @@ async fn leads_come_from_italian_or_english_keys_and_from_the_caller_when_analys
     empty["message"]["artifact"] = json!({});
     let (status, _) = post(&http, &app, &empty).await;
     assert_eq!(status, 200);
-    let all = client
-        .calls()
-        .list_leads(proto::ListLeadsRequest {
-            order_id: gianluca.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leads;
+    let all = all_leads(&client, &gianluca.id).await;
     assert!(all.iter().any(|l| l.phone == "+393478889999"), "{all:?}");
     app.finish().await;
 }
@@ -996,17 +992,7 @@ async fn a_caller_who_calls_again_in_the_same_burst_keeps_one_lead_and_each_call
 
     for (order, calls_from_maria) in [(&federico, 5), (&gianluca, 5)] {
         let calls = all_calls(&client, &order.id).await;
-        let leads = client
-            .calls()
-            .list_leads(proto::ListLeadsRequest {
-                order_id: order.id.clone(),
-                page_size: 50,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .leads;
+        let leads = all_leads(&client, &order.id).await;
         let maria_lead = leads
             .iter()
             .find(|l| l.phone == maria)
@@ -1152,17 +1138,7 @@ async fn one_callers_reports_held_open_together_keep_one_lead(a: &TestApp, b: &T
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
-    let leads = client
-        .calls()
-        .list_leads(proto::ListLeadsRequest {
-            order_id: federico.id.clone(),
-            page_size: 50,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .leads;
+    let leads = all_leads(&client, &federico.id).await;
     assert_eq!(leads.len(), 1, "one lead for the caller: {leads:?}");
     assert_eq!(leads[0].calls_count, 2);
     let calls = all_calls(&client, &federico.id).await;
