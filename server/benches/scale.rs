@@ -603,10 +603,22 @@ fn logged_statements(log: &Path) -> Vec<String> {
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if event["target"] != "sqlx::query" || event["span"]["name"] != "report_batch" {
+        if event["span"]["name"] != "report_batch" {
             continue;
         }
-        let full = event["db.statement"].as_str().unwrap_or("").trim();
+        // sqlx logs the statements it sends; a pipelined transaction logs
+        // each statement's template as it queues it (BEGIN included).
+        let full = match event["target"].as_str() {
+            Some("sqlx::query") => event["db.statement"].as_str().unwrap_or("").trim(),
+            Some("centralino::sql") => {
+                let statement = event["statement"].as_str().unwrap_or("").trim();
+                if statement == "BEGIN" {
+                    continue;
+                }
+                statement
+            }
+            _ => continue,
+        };
         let text = if full.is_empty() {
             event["summary"].as_str().unwrap_or("")
         } else {

@@ -18,6 +18,7 @@ use crate::{
     },
     services::{
         CallsService, NotificationsService, NumbersService, OrdersService,
+        calls::ReportBatches,
         notifications::{NotifySettings, Template, TemplateField},
         numbers::{LinkSettings, TwilioImportAuth},
     },
@@ -62,6 +63,7 @@ pub struct Application {
     http_listener: TcpListener,
     created_admin_key: Option<PathBuf>,
     notify: NotifySettings,
+    report_batches: Arc<ReportBatches>,
 }
 
 impl Application {
@@ -130,7 +132,14 @@ impl Application {
             http_listener,
             created_admin_key,
             notify,
+            report_batches: Arc::default(),
         })
+    }
+
+    /// How the report committers have been committing (for tests and
+    /// diagnosis): shared with the running server.
+    pub fn report_batches(&self) -> Arc<ReportBatches> {
+        self.report_batches.clone()
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -162,6 +171,7 @@ impl Application {
             http_listener,
             created_admin_key: _,
             notify,
+            report_batches,
         } = self;
         let grpc_addr = grpc_listener.local_addr().ok();
         let http_addr = http_listener.local_addr().ok();
@@ -189,6 +199,7 @@ impl Application {
             store.clone(),
             notifications.clone(),
             config.report_committers,
+            report_batches,
         )
         .stop_watches_on(shutdown.clone());
         // Other replicas' call changes for WatchCalls. SQLite deployments are

@@ -1146,3 +1146,48 @@ async fn one_callers_reports_held_open_together_keep_one_lead(a: &TestApp, b: &T
     assert!(calls.iter().all(|c| c.lead_id == leads[0].id));
     db.close().await.ok();
 }
+
+#[tokio::test]
+async fn reports_are_committed_in_pipelined_transactions_on_postgresql_and_statement_by_statement_on_sqlite()
+ {
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (federico, _) = setup_agencies(&client).await;
+    let http = reqwest::Client::new();
+    let started = chrono::Utc::now().to_rfc3339();
+    for i in 0..3 {
+        let body = report(
+            &format!("pipelined-{i}"),
+            FEDERICO_NUMBER,
+            &format!("+39347100000{i}"),
+            &started,
+            json!({"nome": "Anna Neri", "richiesta": "vendita"}),
+        );
+        assert_eq!(post(&http, &app, &body).await.0, 200);
+    }
+
+    let calls = all_calls(&client, &federico.id).await;
+    assert_eq!(calls.len(), 3);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.report_received && !c.lead_id.is_empty())
+    );
+    let leads = all_leads(&client, &federico.id).await;
+    assert_eq!(leads.len(), 3, "one lead per caller");
+    assert!(leads.iter().all(|l| l.name == "Anna Neri"));
+    let batches = (
+        app.report_batches.pipelined(),
+        app.report_batches.ordinary(),
+    );
+    if app.db.url.starts_with("postgres") {
+        assert_eq!(
+            batches,
+            (3, 0),
+            "(pipelined, ordinary) batches on PostgreSQL"
+        );
+    } else {
+        assert_eq!(batches, (0, 3), "(pipelined, ordinary) batches on SQLite");
+    }
+    app.finish().await;
+}

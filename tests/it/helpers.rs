@@ -108,6 +108,8 @@ pub struct TestApp {
     pub db: TestDb,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// How the server's report committers have been committing.
+    pub report_batches: std::sync::Arc<centralino_server::services::calls::ReportBatches>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     _work: tempfile::TempDir,
@@ -157,6 +159,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("server starts");
         let grpc_addr = app.grpc_addr();
         let http_addr = app.http_addr();
+        let report_batches = app.report_batches();
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
@@ -166,6 +169,7 @@ impl TestApp {
             db,
             grpc_addr,
             http_addr,
+            report_batches,
             shutdown,
             task,
             _work: work,

@@ -9,6 +9,7 @@ mod number_races;
 mod numbers;
 mod orders;
 mod outbox;
+mod pipeline;
 mod recovery;
 mod routing;
 mod sdk;

@@ -28,6 +28,7 @@ use crate::{
         calls::{self, CallFilter, LeadFilter},
         entities::{call, lead as lead_entity, notification as notification_entity},
         notifications as outbox, numbers, orders,
+        pipeline::{Prefetch, Session},
     },
 };
 
@@ -135,6 +136,10 @@ const MAX_BATCH: usize = 64;
 const GATHER_AFTER: usize = 4;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// What recording one report gave: the call (and lead), and the outbox row
+/// it enqueued.
+type ReportOutcome = Result<(RecordedReport, Option<notification_entity::Model>), ServiceError>;
+
 /// A report waiting for its batch, and where to answer.
 #[derive(Debug)]
 struct PendingReport {
@@ -145,7 +150,7 @@ struct PendingReport {
 impl CallsService {
     /// Starts the group committer of reports; call within a Tokio runtime.
     pub fn new(store: Store, notifications: NotificationsService) -> Self {
-        Self::with_committers(store, notifications, 1)
+        Self::with_committers(store, notifications, 1, Arc::default())
     }
 
     /// As [`CallsService::new`] with `committers` group committers on
@@ -155,6 +160,7 @@ impl CallsService {
         store: Store,
         notifications: NotificationsService,
         committers: usize,
+        batches: Arc<ReportBatches>,
     ) -> Self {
         let committers = if store.backend_name() == "postgresql" {
             committers.max(1)
@@ -168,17 +174,14 @@ impl CallsService {
         });
         let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
-        for _ in 0..committers {
-            tokio::spawn(
-                ReportCommitter {
-                    store: store.clone(),
-                    notifications: notifications.clone(),
-                    changes: changes.clone(),
-                    origin: feed.origin.clone(),
-                }
-                .run(queue.clone()),
-            );
-        }
+        let committer = ReportCommitter {
+            store: store.clone(),
+            notifications: notifications.clone(),
+            changes: changes.clone(),
+            origin: feed.origin.clone(),
+            batches,
+        };
+        committer.start(committers, queue);
         Self {
             routing: Arc::new(RoutingTable::new(store.clone())),
             store,
@@ -472,6 +475,27 @@ struct ReportCommitter {
     changes: broadcast::Sender<WatchEvent>,
     /// This process's id in the notifications to other processes.
     origin: String,
+    batches: Arc<ReportBatches>,
+}
+
+/// Batches of reports committed, by the way they went.
+#[derive(Debug, Default)]
+pub struct ReportBatches {
+    pipelined: std::sync::atomic::AtomicU64,
+    ordinary: std::sync::atomic::AtomicU64,
+}
+
+impl ReportBatches {
+    /// Committed in one pipelined transaction (PostgreSQL).
+    pub fn pipelined(&self) -> u64 {
+        self.pipelined.load(Ordering::Relaxed)
+    }
+
+    /// Committed statement by statement: SQLite, or what the pipelined
+    /// path gave back.
+    pub fn ordinary(&self) -> u64 {
+        self.ordinary.load(Ordering::Relaxed)
+    }
 }
 
 /// After commit. Never blocks; without watchers the change is dropped.
@@ -483,6 +507,52 @@ fn publish(changes: &broadcast::Sender<WatchEvent>, kind: CallChangeKind, call: 
 }
 
 impl ReportCommitter {
+    /// Runs `committers` committers on a thread of their own with a pool of
+    /// their own: between two statements of a batch the committer must not
+    /// wait behind the request handlers for a worker, nor for another
+    /// thread to pass its socket's wake-up on.
+    fn start(
+        self,
+        committers: usize,
+        queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingReport>>>,
+    ) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                warn!(error = %err, "cannot start the report committers' runtime; they share the server's");
+                for _ in 0..committers {
+                    tokio::spawn(self.clone().run(queue.clone()));
+                }
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new()
+            .name("report-committer".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let store = match self.store.dedicated(2 * committers as u32).await {
+                        Ok(store) => store,
+                        Err(err) => {
+                            warn!(error = %err, "cannot open the report committers' own pool; they share the server's");
+                            self.store.clone()
+                        }
+                    };
+                    let committer = ReportCommitter { store, ..self };
+                    let mut running = tokio::task::JoinSet::new();
+                    for _ in 0..committers {
+                        running.spawn(committer.clone().run(queue.clone()));
+                    }
+                    while running.join_next().await.is_some() {}
+                })
+            });
+        if let Err(err) = spawned {
+            panic!("cannot start the report committers' thread: {err}");
+        }
+    }
+
     /// The committer: takes every report waiting (up to [`MAX_BATCH`]), runs
     /// them in one transaction, commits, then answers each. While one batch
     /// commits, the next one gathers (the queue is free for another
@@ -490,6 +560,7 @@ impl ReportCommitter {
     async fn run(self, queue: Arc<tokio::sync::Mutex<mpsc::Receiver<PendingReport>>>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut last = 0;
+        let mut session = Session::new(&self.store);
         loop {
             let mut queue = queue.lock().await;
             if queue.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -514,13 +585,20 @@ impl ReportCommitter {
             drop(queue);
             last = batch.len();
             let span = info_span!("report_batch", reports = batch.len());
-            self.commit_batch(std::mem::take(&mut batch))
+            self.commit_batch(session.as_mut(), std::mem::take(&mut batch))
                 .instrument(span)
                 .await;
         }
     }
 
-    async fn commit_batch(&self, batch: Vec<PendingReport>) {
+    async fn commit_batch(&self, session: Option<&mut Session>, batch: Vec<PendingReport>) {
+        let batch = match session {
+            Some(session) => match self.commit_pipelined(session, batch).await {
+                Some(batch) => batch,
+                None => return,
+            },
+            None => batch,
+        };
         let size = batch.len();
         let _turn = self.store.write_turn().await;
         let txn = match self.store.conn().begin().await {
@@ -615,15 +693,106 @@ impl ReportCommitter {
             }
             return;
         }
+        self.batches.ordinary.fetch_add(1, Ordering::Relaxed);
         // Still holding the SQLite write turn: published in commit order.
-        for (_, outcome) in &outcomes {
+        self.publish_committed(&outcomes);
+        drop(_turn);
+        self.answer(outcomes);
+        debug!(reports = size, "end-of-call reports committed together");
+    }
+
+    /// PostgreSQL: the batch in one transaction whose writes travel with the
+    /// next read or the commit (six round trips for a batch of new reports
+    /// instead of twelve; see `store::pipeline`). Gives the batch back, with
+    /// nothing committed, when it cannot: repeats of one call, a statement
+    /// that fails (the ordinary path then isolates the bad report), a value
+    /// that cannot be inlined.
+    async fn commit_pipelined(
+        &self,
+        session: &mut Session,
+        batch: Vec<PendingReport>,
+    ) -> Option<Vec<PendingReport>> {
+        let mut seen = std::collections::HashSet::new();
+        if !batch
+            .iter()
+            .all(|p| seen.insert(p.report.key.vapi_call_id.as_str()))
+        {
+            return Some(batch);
+        }
+        let size = batch.len();
+        let started = std::time::Instant::now();
+        let txn = match session.begin().await {
+            Ok(txn) => txn,
+            Err(err) => {
+                debug!(error = %err, "no pipelined transaction; the reports go the ordinary way");
+                return Some(batch);
+            }
+        };
+        let reports: Vec<&CallReport> = batch.iter().map(|p| &p.report).collect();
+        let recorded = match self.record_batch_in(&txn, &reports).await {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                txn.rollback().await;
+                warn!(error = %err, reports = batch.len(), "the pipelined batch failed; the reports go the ordinary way");
+                return Some(batch);
+            }
+        };
+        let payloads = call_feed::encode(
+            &self.origin,
+            recorded
+                .iter()
+                .filter(|(recorded, _)| !recorded.replay)
+                .map(|(recorded, _)| (CallChangeKind::Reported, recorded.call.id.as_str())),
+        );
+        if let Err(err) = calls::notify(&txn, call_feed::CHANNEL, &payloads).await {
+            txn.rollback().await;
+            warn!(error = %err, "the pipelined batch failed; the reports go the ordinary way");
+            return Some(batch);
+        }
+        match txn.commit().await {
+            Ok(()) => {}
+            // PostgreSQL refused a statement: nothing was committed.
+            Err(err) if err.is_refused_statement() => {
+                warn!(error = %err, reports = batch.len(), "the pipelined batch failed; the reports go the ordinary way");
+                return Some(batch);
+            }
+            Err(err) => {
+                warn!(error = %err, reports = batch.len(), "the reports' transaction did not commit; each is answered with the failure");
+                for pending in batch {
+                    pending.reply.send(Err(commit_failed(&err))).ok();
+                }
+                return None;
+            }
+        }
+        self.batches.pipelined.fetch_add(1, Ordering::Relaxed);
+        let outcomes: Vec<_> = batch
+            .into_iter()
+            .zip(recorded.into_iter().map(Ok))
+            .collect();
+        self.publish_committed(&outcomes);
+        self.answer(outcomes);
+        debug!(
+            reports = size,
+            micros = started.elapsed().as_micros() as u64,
+            "end-of-call reports committed together (pipelined)"
+        );
+        None
+    }
+
+    /// Tells `WatchCalls` of the new reports just committed.
+    fn publish_committed(&self, outcomes: &[(PendingReport, ReportOutcome)]) {
+        for (_, outcome) in outcomes {
             if let Ok((recorded, _)) = outcome
                 && !recorded.replay
             {
                 publish(&self.changes, CallChangeKind::Reported, &recorded.call);
             }
         }
-        drop(_turn);
+    }
+
+    /// Answers each report (after its commit) and wakes the dispatcher if
+    /// a WhatsApp waits.
+    fn answer(&self, outcomes: Vec<(PendingReport, ReportOutcome)>) {
         let mut wake = false;
         for (pending, outcome) in outcomes {
             if let Ok((recorded, notification)) = &outcome {
@@ -638,7 +807,6 @@ impl ReportCommitter {
         if wake {
             self.notifications.wake();
         }
-        debug!(reports = size, "end-of-call reports committed together");
     }
 
     /// One report in its own savepoint of the batch's transaction.
@@ -674,7 +842,7 @@ impl ReportCommitter {
     /// each in turn, which stays the path of repeats and of isolation.
     async fn record_batch_in(
         &self,
-        txn: &impl ConnectionTrait,
+        txn: &impl Prefetch,
         reports: &[&CallReport],
     ) -> Result<Vec<(RecordedReport, Option<notification_entity::Model>)>, ServiceError> {
         use std::collections::{BTreeSet, HashMap, HashSet};
@@ -683,6 +851,22 @@ impl ReportCommitter {
         let at = |report: &CallReport| report.started_at.or(report.ended_at).unwrap_or(now);
         let keys: Vec<_> = reports.iter().map(|r| (&r.key, at(r))).collect();
         let owners = calls::resolve_owners(txn, &keys).await?;
+        // The owners' orders and senders, asked for below: a pipelined
+        // transaction sends them with the upsert (a call row that existed
+        // may belong to another order: asked for as well, later).
+        let owner_orders: BTreeSet<OrderId> = owners.iter().filter_map(|o| o.order).collect();
+        let backend = txn.get_database_backend();
+        for statement in [
+            orders::find_many_statement(backend, owner_orders.iter().copied()),
+            numbers::find_by_orders_statement(backend, owner_orders.iter().copied()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            txn.prefetch(statement)
+                .await
+                .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?;
+        }
         let rows: Vec<_> = reports.iter().copied().zip(owners.iter()).collect();
         let mut fresh: HashMap<String, call::Model> = calls::upsert_reports(txn, &rows, now)
             .await?
@@ -691,8 +875,9 @@ impl ReportCommitter {
             .collect();
 
         // The row's owner was decided by its first message.
-        let wanted: BTreeSet<OrderId> = fresh.values().filter_map(CallsService::order_of).collect();
-        let orders: HashMap<OrderId, Order> = orders::find_many(txn, wanted)
+        let mut wanted = owner_orders;
+        wanted.extend(fresh.values().filter_map(CallsService::order_of));
+        let orders: HashMap<OrderId, Order> = orders::find_many(txn, wanted.iter().copied())
             .await?
             .into_iter()
             .map(|order| (order.id, order))
@@ -780,17 +965,11 @@ impl ReportCommitter {
         let senders: HashMap<OrderId, PhoneNumber> = if lead_of.is_empty() {
             HashMap::new()
         } else {
-            numbers::find_by_orders(
-                txn,
-                drafts
-                    .iter()
-                    .map(|(_, order, _)| *order)
-                    .collect::<BTreeSet<_>>(),
-            )
-            .await?
-            .into_iter()
-            .filter_map(|n| Some((n.order_id?, n.number)))
-            .collect()
+            numbers::find_by_orders(txn, wanted.iter().copied())
+                .await?
+                .into_iter()
+                .filter_map(|n| Some((n.order_id?, n.number)))
+                .collect()
         };
 
         let mut outbox_rows = Vec::new();

@@ -409,26 +409,29 @@ pub async fn update_lead_from_call(
     db: &impl ConnectionTrait,
     lead: &lead::Model,
 ) -> Result<(), StoreError> {
-    Leads::update(lead::ActiveModel {
-        id: Set(lead.id.clone()),
-        name: Set(lead.name.clone()),
-        intent: Set(lead.intent.clone()),
-        property_type: Set(lead.property_type.clone()),
-        zone: Set(lead.zone.clone()),
-        postcode: Set(lead.postcode.clone()),
-        address: Set(lead.address.clone()),
-        budget: Set(lead.budget.clone()),
-        urgency: Set(lead.urgency.clone()),
-        recommendation: Set(lead.recommendation.clone()),
-        calls_count: Set(lead.calls_count),
-        last_call_id: Set(lead.last_call_id.clone()),
-        last_call_at: Set(lead.last_call_at),
-        revision: Set(lead.revision),
-        updated_at: Set(lead.updated_at),
-        ..Default::default()
-    })
-    .exec(db)
-    .await?;
+    // By id, without RETURNING: nothing is read back, so a pipelined
+    // transaction sends it with the next statement.
+    Leads::update_many()
+        .set(lead::ActiveModel {
+            name: Set(lead.name.clone()),
+            intent: Set(lead.intent.clone()),
+            property_type: Set(lead.property_type.clone()),
+            zone: Set(lead.zone.clone()),
+            postcode: Set(lead.postcode.clone()),
+            address: Set(lead.address.clone()),
+            budget: Set(lead.budget.clone()),
+            urgency: Set(lead.urgency.clone()),
+            recommendation: Set(lead.recommendation.clone()),
+            calls_count: Set(lead.calls_count),
+            last_call_id: Set(lead.last_call_id.clone()),
+            last_call_at: Set(lead.last_call_at),
+            revision: Set(lead.revision),
+            updated_at: Set(lead.updated_at),
+            ..Default::default()
+        })
+        .filter(lead::Column::Id.eq(lead.id.as_str()))
+        .exec(db)
+        .await?;
     Ok(())
 }
 

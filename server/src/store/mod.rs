@@ -8,6 +8,7 @@ pub mod entities;
 pub mod notifications;
 pub mod numbers;
 pub mod orders;
+pub mod pipeline;
 pub mod routing;
 
 use std::{
@@ -37,6 +38,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// PostgreSQL answered a statement with an error: the transaction did
+    /// not commit (unlike a connection lost on the way, whose outcome is
+    /// unknown).
+    pub fn is_refused_statement(&self) -> bool {
+        matches!(self, StoreError::Db(DbErr::Query(sea_orm::RuntimeErr::SqlxError(err)))
+            if matches!(**err, sea_orm::sqlx::Error::Database(_)))
+    }
+
     /// Connection-level trouble that a retry may cure (the database restarting,
     /// the pool exhausted), as opposed to a bug or bad data.
     pub fn is_transient(&self) -> bool {
@@ -59,6 +68,12 @@ pub struct Store {
     /// another process: the in-memory routing table reloads before its next
     /// answer.
     routing_dirty: Arc<AtomicBool>,
+    /// How to open another pool on the same database ([`Store::dedicated`]).
+    url: Arc<str>,
+    log_sql: bool,
+    /// Whether sqlx logs this pool's statements: then they must keep their
+    /// values apart (no `pipeline`, which inlines them).
+    sqlx_logs: bool,
 }
 
 impl Store {
@@ -74,6 +89,41 @@ impl Store {
         max_connections: u32,
         log_sql: bool,
     ) -> Result<Self, StoreError> {
+        let db = Self::open(url, max_connections, log_sql).await?;
+        let sqlite_writer =
+            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        Ok(Self {
+            db,
+            sqlite_writer,
+            routing_dirty: Arc::new(AtomicBool::new(true)),
+            url: url.into(),
+            log_sql,
+            sqlx_logs: log_sql,
+        })
+    }
+
+    /// The same database through a pool of its own, opened on the calling
+    /// runtime: its connections wake that runtime's tasks directly. sqlx
+    /// does not log its statements (`pipeline` logs their templates when
+    /// `log_sql` is on). SQLite (one writer, maybe in memory) shares this
+    /// store's pool instead.
+    pub async fn dedicated(&self, max_connections: u32) -> Result<Self, StoreError> {
+        if self.db.get_database_backend() != DbBackend::Postgres {
+            return Ok(self.clone());
+        }
+        let db = Self::open(&self.url, max_connections, false).await?;
+        Ok(Self {
+            db,
+            sqlx_logs: false,
+            ..self.clone()
+        })
+    }
+
+    async fn open(
+        url: &str,
+        max_connections: u32,
+        log_sql: bool,
+    ) -> Result<DatabaseConnection, StoreError> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .max_connections(max_connections)
@@ -92,13 +142,7 @@ impl Store {
             // WAL lets readers run beside the writer; the mode is stored in the file.
             db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
         }
-        let sqlite_writer =
-            (db.get_database_backend() == DbBackend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self {
-            db,
-            sqlite_writer,
-            routing_dirty: Arc::new(AtomicBool::new(true)),
-        })
+        Ok(db)
     }
 
     /// Hold the returned guard across a write (statement or transaction).

@@ -68,17 +68,23 @@ pub async fn find_by_orders(
     db: &impl ConnectionTrait,
     orders: impl IntoIterator<Item = OrderId>,
 ) -> Result<Vec<ManagedNumber>, StoreError> {
-    let ids: Vec<String> = orders.into_iter().map(|id| id.to_string()).collect();
-    if ids.is_empty() {
+    let Some(select) = select_by_orders(orders) else {
         return Ok(Vec::new());
-    }
-    Numbers::find()
-        .filter(phone_number::Column::OrderId.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_model)
-        .collect()
+    };
+    select.all(db).await?.into_iter().map(from_model).collect()
+}
+
+/// The statement [`find_by_orders`] runs, for a transaction to send it ahead.
+pub fn find_by_orders_statement(
+    backend: sea_orm::DbBackend,
+    orders: impl IntoIterator<Item = OrderId>,
+) -> Option<sea_orm::Statement> {
+    select_by_orders(orders).map(|select| sea_orm::QueryTrait::build(&select, backend))
+}
+
+fn select_by_orders(orders: impl IntoIterator<Item = OrderId>) -> Option<sea_orm::Select<Numbers>> {
+    let ids: Vec<String> = orders.into_iter().map(|id| id.to_string()).collect();
+    (!ids.is_empty()).then(|| Numbers::find().filter(phone_number::Column::OrderId.is_in(ids)))
 }
 
 /// Every assignment of these numbers (one statement), for resolving many

@@ -54,17 +54,23 @@ pub async fn find_many(
     db: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = OrderId>,
 ) -> Result<Vec<Order>, StoreError> {
-    let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
-    if ids.is_empty() {
+    let Some(select) = select_many(ids) else {
         return Ok(Vec::new());
-    }
-    Orders::find()
-        .filter(order::Column::Id.is_in(ids))
-        .all(db)
-        .await?
-        .into_iter()
-        .map(from_model)
-        .collect()
+    };
+    select.all(db).await?.into_iter().map(from_model).collect()
+}
+
+/// The statement [`find_many`] runs, for a transaction to send it ahead.
+pub fn find_many_statement(
+    backend: sea_orm::DbBackend,
+    ids: impl IntoIterator<Item = OrderId>,
+) -> Option<sea_orm::Statement> {
+    select_many(ids).map(|select| sea_orm::QueryTrait::build(&select, backend))
+}
+
+fn select_many(ids: impl IntoIterator<Item = OrderId>) -> Option<sea_orm::Select<Orders>> {
+    let ids: Vec<String> = ids.into_iter().map(|id| id.to_string()).collect();
+    (!ids.is_empty()).then(|| Orders::find().filter(order::Column::Id.is_in(ids)))
 }
 
 /// Up to `limit` orders after `after` (exclusive) that pass the filter.

@@ -1,0 +1,479 @@
+//! PostgreSQL transactions whose writes travel with the next statement.
+//!
+//! Most of a report's statements are writes whose answer nobody reads (the
+//! lead lock, the lead rows, the outbox row, `pg_notify`). Sent one by one,
+//! each costs a network round trip (about 80 µs on loopback with TLS here,
+//! more than PostgreSQL spends running it). A [`Pipelined`] transaction
+//! queues them and sends them, in order, in one simple-protocol message
+//! together with the next statement whose rows are needed, or with
+//! `COMMIT`. PostgreSQL runs the message's statements one after the other,
+//! exactly as if they had come apart.
+//!
+//! The simple protocol takes no bind parameters, and parsing and planning
+//! every statement again would cost more than the round trips saved. So a
+//! [`Session`] keeps one connection and prepares each statement template
+//! once on it (`PREPARE`); a transaction then sends `EXECUTE name(values)`,
+//! the values written as literals. Statements are logged (with
+//! `CENTRALINO_LOG_SQL`) as their templates, never with their values.
+//! On any error the transaction is rolled back (or its connection closed)
+//! and nothing is left behind: the caller may do its work the ordinary way.
+
+use std::collections::HashMap;
+
+use sea_orm::{
+    ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement, Value,
+    sea_query::{PostgresQueryBuilder, QueryBuilder},
+    sqlx::{
+        self, Either,
+        pool::PoolConnection,
+        postgres::{PgQueryResult, Postgres},
+    },
+};
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
+
+use super::{Store, StoreError};
+
+/// Prepared templates kept per connection at most; past it they are all
+/// dropped and prepared again as needed (batch sizes make templates vary).
+const PREPARED_MAX: usize = 2048;
+
+/// One connection kept across transactions, with the templates prepared on
+/// it. Owned by one task (a report committer).
+pub struct Session {
+    store: Store,
+    conn: Option<PoolConnection<Postgres>>,
+    /// Template text -> prepared statement name, on `conn`.
+    prepared: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("prepared", &self.prepared.len())
+            .finish()
+    }
+}
+
+impl Session {
+    /// A session on the store's pool, or `None` where pipelining is not
+    /// possible: not PostgreSQL, or a pool whose statements sqlx logs (it
+    /// would log the values written into the text).
+    pub fn new(store: &Store) -> Option<Self> {
+        (store.conn().get_database_backend() == DbBackend::Postgres && !store.sqlx_logs).then(
+            || Self {
+                store: store.clone(),
+                conn: None,
+                prepared: HashMap::new(),
+            },
+        )
+    }
+
+    /// Opens a transaction (`BEGIN` goes with the first statement).
+    pub async fn begin(&mut self) -> Result<Pipelined<'_>, StoreError> {
+        if self.conn.is_none() {
+            let conn = self
+                .store
+                .conn()
+                .get_postgres_connection_pool()
+                .acquire()
+                .await
+                .map_err(|err| StoreError::Db(DbErr::Conn(sql_error(err))))?;
+            self.conn = Some(conn);
+            self.prepared.clear();
+        }
+        if self.prepared.len() > PREPARED_MAX {
+            // Sent with the transaction's first statement, before BEGIN.
+            self.prepared.clear();
+            let mut txn = Inner::new(self);
+            txn.queue_sql("DEALLOCATE ALL");
+            txn.queue_sql("BEGIN");
+            return Ok(Pipelined {
+                inner: Mutex::new(txn),
+            });
+        }
+        let mut txn = Inner::new(self);
+        txn.queue_sql("BEGIN");
+        Ok(Pipelined {
+            inner: Mutex::new(txn),
+        })
+    }
+}
+
+/// An open transaction of a [`Session`].
+pub struct Pipelined<'a> {
+    inner: Mutex<Inner<'a>>,
+}
+
+struct Inner<'a> {
+    session: &'a mut Session,
+    /// Statements for the next round trip, each ending with `;`.
+    queued: String,
+    queued_count: usize,
+    /// Names prepared by the queued statements: known once they ran.
+    preparing: Vec<(String, String)>,
+    /// Per queued statement, in order: where its rows go.
+    slots: Vec<Slot>,
+    /// Reads queued ahead ([`Prefetch::prefetch`]) and, once sent, their rows.
+    prefetched: Vec<Prefetched>,
+    /// Between `BEGIN` (queued) and `COMMIT`/`ROLLBACK` (answered).
+    open: bool,
+    round_trip: u32,
+}
+
+impl Drop for Inner<'_> {
+    fn drop(&mut self) {
+        // Dropped mid-transaction (an error, a cancelled task): the
+        // connection must not go back to the pool inside it.
+        if self.open {
+            self.session.forget_connection();
+        }
+    }
+}
+
+impl Session {
+    fn forget_connection(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            conn.close_on_drop();
+        }
+        self.prepared.clear();
+    }
+}
+
+impl std::fmt::Debug for Pipelined<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipelined")
+    }
+}
+
+impl Pipelined<'_> {
+    /// Sends what is queued with `COMMIT`; durable when this returns `Ok`.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock().await;
+        inner.queue_sql("COMMIT");
+        match inner.round_trip_with(None).await {
+            Ok(_) => {
+                inner.open = false;
+                Ok(())
+            }
+            Err(err) => {
+                inner.abort().await;
+                Err(StoreError::Db(err))
+            }
+        }
+    }
+
+    /// Round trips made so far (the one `commit` makes not counted).
+    pub async fn round_trips(&self) -> u32 {
+        self.inner.lock().await.round_trip
+    }
+
+    /// Drops what is queued and rolls back.
+    pub async fn rollback(self) {
+        self.inner.lock().await.abort().await;
+    }
+}
+
+fn sql_error(err: sqlx::Error) -> sea_orm::RuntimeErr {
+    sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(err))
+}
+
+struct Prefetched {
+    statement: Statement,
+    /// Set once the round trip that carried it is answered.
+    rows: Option<Vec<QueryResult>>,
+    /// Handed over to the statement that asked for it.
+    taken: bool,
+}
+
+/// Where a queued statement's rows go.
+#[derive(Clone, Copy, PartialEq)]
+enum Slot {
+    Dropped,
+    /// `prefetched[i]`.
+    Prefetch(usize),
+    /// Returned by the round trip.
+    Returned,
+}
+
+impl<'a> Inner<'a> {
+    fn new(session: &'a mut Session) -> Self {
+        Self {
+            session,
+            queued: String::new(),
+            queued_count: 0,
+            preparing: Vec::new(),
+            slots: Vec::new(),
+            prefetched: Vec::new(),
+            open: true,
+            round_trip: 0,
+        }
+    }
+
+    fn queue_sql(&mut self, sql: &str) {
+        self.log(sql);
+        self.queued.push_str(sql);
+        self.queued.push_str(";\n");
+        self.queued_count += 1;
+        self.slots.push(Slot::Dropped);
+    }
+
+    /// Queues `EXECUTE` of the statement's template (prepared first if this
+    /// connection has not yet), its values written as literals.
+    fn queue(&mut self, statement: &Statement, slot: Slot) -> Result<(), DbErr> {
+        use std::fmt::Write;
+        let values = statement.values.as_ref().map_or(&[][..], |v| &v.0[..]);
+        self.log(&statement.sql);
+        let known = self
+            .session
+            .prepared
+            .get(&statement.sql)
+            .or_else(|| {
+                self.preparing
+                    .iter()
+                    .find(|(sql, _)| *sql == statement.sql)
+                    .map(|(_, name)| name)
+            })
+            .cloned();
+        let name = match known {
+            Some(name) => name,
+            None => {
+                let name = format!(
+                    "centralino_{}",
+                    self.session.prepared.len() + self.preparing.len()
+                );
+                // The template's text has no values: nothing to escape.
+                writeln!(self.queued, "PREPARE {name} AS {};", statement.sql)
+                    .map_err(|err| DbErr::Custom(err.to_string()))?;
+                self.queued_count += 1;
+                self.slots.push(Slot::Dropped);
+                self.preparing.push((statement.sql.clone(), name.clone()));
+                name
+            }
+        };
+        self.queued.push_str("EXECUTE ");
+        self.queued.push_str(&name);
+        if !values.is_empty() {
+            self.queued.push('(');
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    self.queued.push_str(", ");
+                }
+                write_literal(&mut self.queued, value)?;
+            }
+            self.queued.push(')');
+        }
+        self.queued.push_str(";\n");
+        self.queued_count += 1;
+        self.slots.push(slot);
+        Ok(())
+    }
+
+    fn log(&self, template: &str) {
+        if self.session.store.log_sql {
+            tracing::info!(
+                target: "centralino::sql",
+                statement = template,
+                round_trip = self.round_trip,
+                "statement queued"
+            );
+        }
+    }
+
+    /// One round trip: the queued statements, then `last` (if any), whose
+    /// rows are returned; prefetched reads keep theirs.
+    async fn round_trip_with(
+        &mut self,
+        last: Option<&Statement>,
+    ) -> Result<Vec<QueryResult>, DbErr> {
+        if let Some(statement) = last {
+            self.queue(statement, Slot::Returned)?;
+        }
+        let sql = std::mem::take(&mut self.queued);
+        let slots = std::mem::take(&mut self.slots);
+        self.queued_count = 0;
+        self.round_trip += 1;
+        let Some(conn) = self.session.conn.as_mut() else {
+            return Err(DbErr::Custom("the session has no connection".into()));
+        };
+        let mut returned = Vec::new();
+        let mut fetched: Vec<QueryResult> = Vec::new();
+        // Rows come statement after statement, each closed by its result.
+        let mut current = 0;
+        let mut results = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_many(&mut **conn);
+        while let Some(item) = results.next().await {
+            let item = item.map_err(|err| {
+                // PostgreSQL refused a statement; anything else (the
+                // connection) leaves the outcome unknown.
+                if matches!(err, sqlx::Error::Database(_)) {
+                    DbErr::Query(sql_error(err))
+                } else {
+                    DbErr::Conn(sql_error(err))
+                }
+            })?;
+            match item {
+                Either::Left(_) => {
+                    if let Some(Slot::Prefetch(i)) = slots.get(current) {
+                        let rows = std::mem::take(&mut fetched);
+                        if let Some(prefetched) = self.prefetched.get_mut(*i) {
+                            prefetched.rows = Some(rows);
+                        }
+                    }
+                    current += 1;
+                }
+                Either::Right(row) => match slots.get(current) {
+                    Some(Slot::Returned) => returned.push(QueryResult::from(row)),
+                    Some(Slot::Prefetch(_)) => fetched.push(QueryResult::from(row)),
+                    Some(Slot::Dropped) | None => {}
+                },
+            }
+        }
+        drop(results);
+        // PREPARE is not transactional: what ran is prepared for good.
+        self.session.prepared.extend(self.preparing.drain(..));
+        Ok(returned)
+    }
+
+    /// The rows of `statement`: from a prefetch if one matches (sent now if
+    /// it still waits), else from a round trip of its own.
+    async fn query(&mut self, statement: &Statement) -> Result<Vec<QueryResult>, DbErr> {
+        let Some(i) = self
+            .prefetched
+            .iter()
+            .position(|p| !p.taken && p.statement == *statement)
+        else {
+            return self.round_trip_with(Some(statement)).await;
+        };
+        if self.prefetched[i].rows.is_none() {
+            self.round_trip_with(None).await?;
+        }
+        // Kept in place (slots point into `prefetched` by index), emptied.
+        let prefetched = &mut self.prefetched[i];
+        prefetched.taken = true;
+        Ok(prefetched.rows.take().unwrap_or_default())
+    }
+
+    async fn abort(&mut self) {
+        self.queued.clear();
+        self.queued_count = 0;
+        // A PREPARE of the failed message may or may not have run: the
+        // session cannot tell, so it starts over on a fresh connection.
+        let unsure = !self.preparing.is_empty();
+        self.preparing.clear();
+        if !self.open {
+            return;
+        }
+        // In an aborted transaction only ROLLBACK is accepted; if even that
+        // fails the connection is closed (see `Drop`).
+        let rolled_back = match self.session.conn.as_mut() {
+            Some(conn) => sqlx::raw_sql("ROLLBACK").execute(&mut **conn).await.is_ok(),
+            None => false,
+        };
+        if rolled_back {
+            self.open = false;
+        }
+        if unsure {
+            self.session.forget_connection();
+            self.open = false;
+        }
+    }
+}
+
+/// A value as a PostgreSQL literal. Text is written as an escape string in
+/// which only `\` and `'` need escaping, whatever
+/// `standard_conforming_strings` says; PostgreSQL text cannot hold NUL.
+fn write_literal(out: &mut String, value: &Value) -> Result<(), DbErr> {
+    if let Value::String(Some(text)) = value {
+        return write_text(out, text);
+    }
+    if let Value::Json(Some(json)) = value {
+        return write_text(out, &json.to_string());
+    }
+    if matches!(value, Value::Char(_) | Value::Bytes(_) | Value::Enum(_)) {
+        // Not used by the store; written by sea-query in forms not checked here.
+        return Err(DbErr::Custom(
+            "no literal for a char, bytes or enum value".into(),
+        ));
+    }
+    // Numbers, booleans, times, ids, NULLs: no quotes to escape.
+    PostgresQueryBuilder
+        .write_value(out, value)
+        .map_err(|err| DbErr::Custom(err.to_string()))
+}
+
+fn write_text(out: &mut String, text: &str) -> Result<(), DbErr> {
+    if text.contains('\0') {
+        return Err(DbErr::Custom("text with a NUL character".into()));
+    }
+    out.push_str("E'");
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("''"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Pipelined<'_> {
+    fn get_database_backend(&self) -> DbBackend {
+        DbBackend::Postgres
+    }
+
+    /// Queued: the answer (rows affected) is not known yet and reads as 0.
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.inner.lock().await.queue(&stmt, Slot::Dropped)?;
+        Ok(PgQueryResult::default().into())
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.inner.lock().await.queue_sql(sql);
+        Ok(PgQueryResult::default().into())
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.query_all_raw(stmt).await?.into_iter().next())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.inner.lock().await.query(&stmt).await
+    }
+}
+
+/// Reads a transaction may send ahead of the statement that wants them.
+#[async_trait::async_trait]
+pub trait Prefetch: ConnectionTrait {
+    /// A hint: `statement` (a read) will be asked for later in this
+    /// transaction; it may run now, with the next round trip. Nothing on an
+    /// ordinary transaction.
+    async fn prefetch(&self, _statement: Statement) -> Result<(), DbErr> {
+        Ok(())
+    }
+}
+
+impl Prefetch for sea_orm::DatabaseTransaction {}
+
+#[async_trait::async_trait]
+impl Prefetch for Pipelined<'_> {
+    async fn prefetch(&self, statement: Statement) -> Result<(), DbErr> {
+        let mut inner = self.inner.lock().await;
+        if inner
+            .prefetched
+            .iter()
+            .any(|p| !p.taken && p.statement == statement)
+        {
+            return Ok(());
+        }
+        let slot = Slot::Prefetch(inner.prefetched.len());
+        inner.queue(&statement, slot)?;
+        inner.prefetched.push(Prefetched {
+            statement,
+            rows: None,
+            taken: false,
+        });
+        Ok(())
+    }
+}

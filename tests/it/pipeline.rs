@@ -1,0 +1,285 @@
+//! Pipelined PostgreSQL transactions (`store::pipeline`): values written as
+//! literals come back exactly, a refused statement leaves nothing behind,
+//! prefetched reads get their own rows, templates are prepared once per
+//! connection. PostgreSQL only: SQLite has no round trips to save.
+
+use centralino_server::store::{
+    Store,
+    pipeline::{Prefetch, Session},
+};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+
+use crate::helpers::TestDb;
+
+/// A store on a fresh PostgreSQL database with a scratch table, or `None`
+/// (and a line saying so) on SQLite.
+async fn postgres_store(test: &str) -> Option<(TestDb, Store)> {
+    let db = TestDb::new().await;
+    if !db.url.starts_with("postgres") {
+        eprintln!(
+            "{test}: skipped, needs TEST_DATABASE_URL (PostgreSQL): pipelining is PostgreSQL's"
+        );
+        return None;
+    }
+    let store = Store::connect(&db.url, 3).await.expect("store");
+    store
+        .conn()
+        .execute_unprepared("CREATE TABLE notes (id integer PRIMARY KEY, body text, extra jsonb)")
+        .await
+        .expect("scratch table");
+    Some((db, store))
+}
+
+fn insert(id: i32, body: &str) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "INSERT INTO notes (id, body) VALUES ($1, $2)",
+        [id.into(), body.into()],
+    )
+}
+
+fn body_of(id: i32) -> Statement {
+    Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT body FROM notes WHERE id = $1",
+        [id.into()],
+    )
+}
+
+async fn bodies(store: &Store) -> Vec<(i32, String)> {
+    store
+        .conn()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, body FROM notes ORDER BY id",
+        ))
+        .await
+        .expect("read notes")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<i32>("", "id").unwrap(),
+                row.try_get::<String>("", "body").unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn text_written_as_literals_comes_back_exactly_as_given() {
+    let Some((db, store)) =
+        postgres_store("text_written_as_literals_comes_back_exactly_as_given").await
+    else {
+        return;
+    };
+    let tricky = [
+        "l'agenzia dell'Isola",
+        "C:\\percorso\\file",
+        "\\' OR 1=1; --",
+        "'); DROP TABLE notes; --",
+        "E'ciao'",
+        "$1 e $$dollari$$",
+        "riga uno\nriga due\r\n\ttab",
+        "controllo \u{1a} \u{8} \u{7f}",
+        "perché costa 250.000 € 🏠",
+        "",
+    ];
+    let mut session = Session::new(&store).expect("a session on PostgreSQL");
+    let txn = session.begin().await.expect("begin");
+    for (i, text) in tricky.iter().enumerate() {
+        txn.execute_raw(insert(i as i32, text))
+            .await
+            .expect("queued");
+    }
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "UPDATE notes SET extra = $1 WHERE id = 0",
+        [Value::Json(Some(Box::new(
+            serde_json::json!({"nome": "D'Angelo \"Nino\"", "note": "a\\b"}),
+        )))],
+    ))
+    .await
+    .expect("queued");
+    txn.commit().await.expect("commit");
+
+    let stored = bodies(&store).await;
+    let want: Vec<(i32, String)> = tricky
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (i as i32, (*t).to_owned()))
+        .collect();
+    assert_eq!(stored, want);
+    let extra = store
+        .conn()
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT extra FROM notes WHERE id = 0",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<serde_json::Value>("", "extra")
+        .unwrap();
+    assert_eq!(
+        extra,
+        serde_json::json!({"nome": "D'Angelo \"Nino\"", "note": "a\\b"})
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn text_holding_a_nul_is_refused_and_nothing_is_committed() {
+    let Some((db, store)) =
+        postgres_store("text_holding_a_nul_is_refused_and_nothing_is_committed").await
+    else {
+        return;
+    };
+    let mut session = Session::new(&store).expect("session");
+    let txn = session.begin().await.expect("begin");
+    txn.execute_raw(insert(1, "prima")).await.expect("queued");
+    assert!(txn.execute_raw(insert(2, "a\0b")).await.is_err());
+    txn.rollback().await;
+    assert_eq!(bodies(&store).await, vec![]);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_refused_write_fails_the_commit_leaves_nothing_and_the_session_goes_on() {
+    let Some((db, store)) =
+        postgres_store("a_refused_write_fails_the_commit_leaves_nothing_and_the_session_goes_on")
+            .await
+    else {
+        return;
+    };
+    let mut session = Session::new(&store).expect("session");
+    let txn = session.begin().await.expect("begin");
+    txn.execute_raw(insert(1, "prima")).await.expect("queued");
+    // The same key again: PostgreSQL refuses it when the commit carries it.
+    txn.execute_raw(insert(1, "doppione"))
+        .await
+        .expect("queued");
+    let err = txn
+        .commit()
+        .await
+        .expect_err("a duplicate key fails the commit");
+    assert!(err.is_refused_statement(), "{err}");
+    assert_eq!(bodies(&store).await, vec![], "nothing of it committed");
+
+    let txn = session.begin().await.expect("the session begins again");
+    txn.execute_raw(insert(1, "seconda volta"))
+        .await
+        .expect("queued");
+    txn.commit().await.expect("commit");
+    assert_eq!(bodies(&store).await, vec![(1, "seconda volta".to_owned())]);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn prefetched_reads_travel_together_and_each_gets_its_own_rows() {
+    let Some((db, store)) =
+        postgres_store("prefetched_reads_travel_together_and_each_gets_its_own_rows").await
+    else {
+        return;
+    };
+    let mut session = Session::new(&store).expect("session");
+    let txn = session.begin().await.expect("begin");
+    for (id, body) in [(1, "uno"), (2, "due"), (3, "tre")] {
+        txn.execute_raw(insert(id, body)).await.expect("queued");
+    }
+    txn.prefetch(body_of(1)).await.expect("prefetch");
+    txn.prefetch(body_of(2)).await.expect("prefetch");
+    // Asked for in another order, and a read that was not prefetched.
+    let three = txn.query_all_raw(body_of(3)).await.expect("read");
+    let two = txn.query_all_raw(body_of(2)).await.expect("prefetched");
+    let one = txn.query_all_raw(body_of(1)).await.expect("prefetched");
+    assert_eq!(
+        txn.round_trips().await,
+        1,
+        "inserts and three reads in one round trip"
+    );
+    // Asked for again: read again (the prefetch was handed over).
+    let again = txn.query_all_raw(body_of(1)).await.expect("read");
+    assert_eq!(txn.round_trips().await, 2);
+    txn.commit().await.expect("commit");
+
+    let body = |rows: &[sea_orm::QueryResult]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "body").unwrap())
+            .collect()
+    };
+    assert_eq!(body(&one), ["uno"]);
+    assert_eq!(body(&two), ["due"]);
+    assert_eq!(body(&three), ["tre"]);
+    assert_eq!(body(&again), ["uno"]);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_template_is_prepared_once_per_connection() {
+    let Some((db, store)) = postgres_store("a_template_is_prepared_once_per_connection").await
+    else {
+        return;
+    };
+    let prepared = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT count(*)::bigint AS n FROM pg_prepared_statements",
+    );
+    let mut session = Session::new(&store).expect("session");
+    let mut counts = Vec::new();
+    for round in 0..3 {
+        let txn = session.begin().await.expect("begin");
+        txn.execute_raw(insert(round, "x")).await.expect("queued");
+        let rows = txn.query_all_raw(prepared.clone()).await.expect("count");
+        counts.push(rows[0].try_get::<i64>("", "n").unwrap());
+        txn.commit().await.expect("commit");
+    }
+    // The insert and the count itself: two templates, whatever the rounds.
+    assert_eq!(counts, [2, 2, 2]);
+    assert_eq!(bodies(&store).await.len(), 3);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_transaction_dropped_midway_leaves_no_open_transaction_behind() {
+    let Some((db, store)) =
+        postgres_store("a_transaction_dropped_midway_leaves_no_open_transaction_behind").await
+    else {
+        return;
+    };
+    let mut session = Session::new(&store).expect("session");
+    let txn = session.begin().await.expect("begin");
+    txn.execute_raw(insert(1, "mai")).await.expect("queued");
+    // Sent: the transaction is open on the server, holding the row.
+    txn.query_all_raw(body_of(1)).await.expect("read");
+    drop(txn);
+
+    let open = || async {
+        store
+            .conn()
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    crate::helpers::eventually(10, "the dropped transaction rolled back", || async {
+        (open().await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        bodies(&store).await,
+        vec![],
+        "rolled back with its connection"
+    );
+    // The session carries on with a new connection.
+    let txn = session.begin().await.expect("begin again");
+    txn.execute_raw(insert(2, "dopo")).await.expect("queued");
+    txn.commit().await.expect("commit");
+    assert_eq!(bodies(&store).await, vec![(2, "dopo".to_owned())]);
+    db.drop_database().await;
+}
