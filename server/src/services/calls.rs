@@ -136,6 +136,11 @@ const MAX_BATCH: usize = 64;
 const GATHER_AFTER: usize = 4;
 const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// A batch built on predicted owners found others stored (a number changed
+/// hands since the routing table was read): nothing decided, try again the
+/// ordinary way.
+const OWNERS_MOVED: &str = "OWNERS_MOVED";
+
 /// What recording one report gave: the call (and lead), and the outbox row
 /// it enqueued.
 type ReportOutcome = Result<(RecordedReport, Option<notification_entity::Model>), ServiceError>;
@@ -174,7 +179,9 @@ impl CallsService {
         });
         let (reports, queue) = mpsc::channel(4 * MAX_BATCH);
         let queue = Arc::new(tokio::sync::Mutex::new(queue));
+        let routing = Arc::new(RoutingTable::new(store.clone()));
         let committer = ReportCommitter {
+            routing: routing.clone(),
             store: store.clone(),
             notifications: notifications.clone(),
             changes: changes.clone(),
@@ -183,7 +190,7 @@ impl CallsService {
         };
         committer.start(committers, queue);
         Self {
-            routing: Arc::new(RoutingTable::new(store.clone())),
+            routing,
             store,
             reports,
             changes,
@@ -469,6 +476,8 @@ impl CallsService {
 #[derive(Clone, Debug)]
 struct ReportCommitter {
     store: Store,
+    /// To guess each report's owner before reading it (the guess is checked).
+    routing: Arc<RoutingTable>,
     /// Writes the WhatsApp outbox row inside the report's transaction.
     notifications: NotificationsService,
     /// Where `WatchCalls` hears of new reports.
@@ -623,7 +632,7 @@ impl ReportCommitter {
         let together = if distinct.len() == 1 && repeats.is_empty() {
             // A lone report needs no savepoint (two fewer round trips, the
             // common case at low load): on failure the transaction is its own.
-            match self.record_batch_in(&txn, &reports).await {
+            match self.record_batch_in(&txn, &reports, None).await {
                 Ok(results) => Ok(results),
                 Err(err) => {
                     txn.rollback().await.ok();
@@ -635,7 +644,7 @@ impl ReportCommitter {
             }
         } else {
             match txn.begin().await {
-                Ok(savepoint) => match self.record_batch_in(&savepoint, &reports).await {
+                Ok(savepoint) => match self.record_batch_in(&savepoint, &reports, None).await {
                     Ok(results) => savepoint
                         .commit()
                         .await
@@ -729,8 +738,23 @@ impl ReportCommitter {
             }
         };
         let reports: Vec<&CallReport> = batch.iter().map(|p| &p.report).collect();
-        let recorded = match self.record_batch_in(&txn, &reports).await {
+        let predicted = self.predict_owners(&reports).await;
+        let recorded = match self
+            .record_batch_in(&txn, &reports, predicted.as_deref())
+            .await
+        {
             Ok(recorded) => recorded,
+            Err(ServiceError::Aborted {
+                reason: OWNERS_MOVED,
+                ..
+            }) => {
+                txn.rollback().await;
+                debug!(
+                    reports = batch.len(),
+                    "a called number changed hands since the routing table was read; the reports go the ordinary way"
+                );
+                return Some(batch);
+            }
             Err(err) => {
                 txn.rollback().await;
                 warn!(error = %err, reports = batch.len(), "the pipelined batch failed; the reports go the ordinary way");
@@ -840,39 +864,89 @@ impl ReportCommitter {
     /// reports from replays), orders, leads, links, senders and outbox rows,
     /// each one statement. Same outcome as [`Self::record_report_in`] on
     /// each in turn, which stays the path of repeats and of isolation.
+    /// Each report's owner as the routing table has it now, if it has one
+    /// for every report: almost always the owner at the call's start.
+    async fn predict_owners(&self, reports: &[&CallReport]) -> Option<Vec<calls::Owner>> {
+        let mut owners = Vec::with_capacity(reports.len());
+        for report in reports {
+            let key = &report.key;
+            let (number, order) = self
+                .routing
+                .held_number(key.phone_number_id.as_deref(), key.called_number.as_ref())
+                .await
+                .ok()??;
+            owners.push(calls::Owner {
+                order: Some(order.id),
+                number: Some(number),
+                orphan_reason: None,
+            });
+        }
+        Some(owners)
+    }
+
+    /// `predicted`: owners to build the calls upsert with before they are
+    /// read (a pipelined transaction then sends both together); checked once
+    /// read, a wrong guess fails the batch with [`OWNERS_MOVED`] before
+    /// anything else is written.
     async fn record_batch_in(
         &self,
         txn: &impl Prefetch,
         reports: &[&CallReport],
+        predicted: Option<&[calls::Owner]>,
     ) -> Result<Vec<(RecordedReport, Option<notification_entity::Model>)>, ServiceError> {
         use std::collections::{BTreeSet, HashMap, HashSet};
         let now = crate::domain::now();
         let window = chrono::Duration::days(LEAD_WINDOW_DAYS);
         let at = |report: &CallReport| report.started_at.or(report.ended_at).unwrap_or(now);
         let keys: Vec<_> = reports.iter().map(|r| (&r.key, at(r))).collect();
-        let owners = calls::resolve_owners(txn, &keys).await?;
+        let backend = txn.get_database_backend();
+        let prefetch = |statements: Vec<sea_orm::Statement>| async move {
+            for statement in statements {
+                txn.prefetch(statement)
+                    .await
+                    .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?;
+            }
+            Ok::<_, ServiceError>(())
+        };
+        let owners = match predicted {
+            Some(predicted) => {
+                // Read with the upsert below, and checked after it.
+                prefetch(calls::owner_reads(
+                    backend,
+                    &keys,
+                    predicted.iter().filter_map(|o| o.number.as_ref()),
+                ))
+                .await?;
+                predicted.to_vec()
+            }
+            None => calls::resolve_owners(txn, &keys).await?,
+        };
         // The owners' orders and senders, asked for below: a pipelined
         // transaction sends them with the upsert (a call row that existed
         // may belong to another order: asked for as well, later).
         let owner_orders: BTreeSet<OrderId> = owners.iter().filter_map(|o| o.order).collect();
-        let backend = txn.get_database_backend();
-        for statement in [
-            orders::find_many_statement(backend, owner_orders.iter().copied()),
-            numbers::find_by_orders_statement(backend, owner_orders.iter().copied()),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            txn.prefetch(statement)
-                .await
-                .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?;
-        }
+        prefetch(
+            [
+                orders::find_many_statement(backend, owner_orders.iter().copied()),
+                numbers::find_by_orders_statement(backend, owner_orders.iter().copied()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        )
+        .await?;
         let rows: Vec<_> = reports.iter().copied().zip(owners.iter()).collect();
         let mut fresh: HashMap<String, call::Model> = calls::upsert_reports(txn, &rows, now)
             .await?
             .into_iter()
             .map(|call| (call.vapi_call_id.clone(), call))
             .collect();
+        if predicted.is_some() && calls::resolve_owners(txn, &keys).await? != owners {
+            return Err(ServiceError::Aborted {
+                reason: OWNERS_MOVED,
+                message: "a called number changed hands since the routing table was read".into(),
+            });
+        }
 
         // The row's owner was decided by its first message.
         let mut wanted = owner_orders;

@@ -49,14 +49,24 @@ impl RoutingTable {
         phone_number_id: Option<&str>,
         called: Option<&PhoneNumber>,
     ) -> Result<Holder, ServiceError> {
+        Ok(match self.held_number(phone_number_id, called).await? {
+            Some((_, order)) => Holder::Order(order),
+            None => Holder::Unknown,
+        })
+    }
+
+    /// The number a call reached (by Vapi phone-number id, else as called)
+    /// and its holder, if one holds it now.
+    pub async fn held_number(
+        &self,
+        phone_number_id: Option<&str>,
+        called: Option<&PhoneNumber>,
+    ) -> Result<Option<(PhoneNumber, crate::store::routing::RoutedOrder)>, ServiceError> {
         let snapshot = self.current().await?;
         let number = phone_number_id
             .and_then(|id| snapshot.by_vapi_id.get(id))
             .or(called);
-        Ok(match number.and_then(|n| snapshot.holders.get(n)) {
-            Some(order) => Holder::Order(*order),
-            None => Holder::Unknown,
-        })
+        Ok(number.and_then(|n| snapshot.holders.get(n).map(|order| (n.clone(), *order))))
     }
 
     /// The epoch of the snapshot in use.

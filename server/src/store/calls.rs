@@ -526,17 +526,9 @@ pub async fn resolve_owners(
     db: &impl ConnectionTrait,
     calls: &[(&CallKey, DateTime<Utc>)],
 ) -> Result<Vec<Owner>, StoreError> {
-    let vapi_ids: Vec<&str> = calls
-        .iter()
-        .filter_map(|(key, _)| key.phone_number_id.as_deref())
-        .collect();
     let mut by_vapi_id = std::collections::HashMap::new();
-    if !vapi_ids.is_empty() {
-        for row in Numbers::find()
-            .filter(phone_number::Column::VapiPhoneNumberId.is_in(vapi_ids))
-            .all(db)
-            .await?
-        {
+    if let Some(select) = select_by_vapi_ids(calls) {
+        for row in select.all(db).await? {
             if let (Some(id), Ok(number)) = (
                 row.vapi_phone_number_id,
                 PhoneNumber::from_stored(&row.number),
@@ -554,14 +546,8 @@ pub async fn resolve_owners(
                 .or_else(|| key.called_number.clone())
         })
         .collect();
-    let mut wanted: Vec<String> = numbers
-        .iter()
-        .flatten()
-        .map(|n| n.as_str().to_owned())
-        .collect();
-    wanted.sort();
-    wanted.dedup();
-    let history = super::numbers::assignments_of(db, wanted).await?;
+    let history =
+        super::numbers::assignments_of(db, wanted_numbers(numbers.iter().flatten())).await?;
     let mut owners = Vec::with_capacity(calls.len());
     for ((key, at), number) in calls.iter().zip(numbers) {
         let held = number.as_ref().and_then(|n| {
@@ -588,6 +574,37 @@ pub async fn resolve_owners(
         owners.push(owner);
     }
     Ok(owners)
+}
+
+/// The reads [`resolve_owners`] makes for `calls` if they reach `numbers`
+/// (as the routing table expects): a transaction may send them ahead, and
+/// `resolve_owners` then finds its answers there.
+pub fn owner_reads<'a>(
+    backend: sea_orm::DbBackend,
+    calls: &[(&CallKey, DateTime<Utc>)],
+    numbers: impl IntoIterator<Item = &'a PhoneNumber>,
+) -> Vec<sea_orm::Statement> {
+    let by_vapi_id = select_by_vapi_ids(calls).map(|select| select.build(backend));
+    let assignments = super::numbers::assignments_of_statement(backend, wanted_numbers(numbers));
+    by_vapi_id.into_iter().chain(assignments).collect()
+}
+
+/// Numbers by the Vapi phone-number ids the calls carry.
+fn select_by_vapi_ids(calls: &[(&CallKey, DateTime<Utc>)]) -> Option<sea_orm::Select<Numbers>> {
+    let vapi_ids: Vec<&str> = calls
+        .iter()
+        .filter_map(|(key, _)| key.phone_number_id.as_deref())
+        .collect();
+    (!vapi_ids.is_empty())
+        .then(|| Numbers::find().filter(phone_number::Column::VapiPhoneNumberId.is_in(vapi_ids)))
+}
+
+/// Each number once, in order: one statement text for the same numbers.
+fn wanted_numbers<'a>(numbers: impl IntoIterator<Item = &'a PhoneNumber>) -> Vec<String> {
+    let mut wanted: Vec<String> = numbers.into_iter().map(|n| n.as_str().to_owned()).collect();
+    wanted.sort();
+    wanted.dedup();
+    wanted
 }
 
 /// Writes many reports in one statement (INSERT … ON CONFLICT DO UPDATE …

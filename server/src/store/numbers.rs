@@ -93,14 +93,26 @@ pub async fn assignments_of(
     db: &impl ConnectionTrait,
     numbers: impl IntoIterator<Item = String>,
 ) -> Result<Vec<number_assignment::Model>, StoreError> {
-    let numbers: Vec<String> = numbers.into_iter().collect();
-    if numbers.is_empty() {
+    let Some(select) = select_assignments(numbers) else {
         return Ok(Vec::new());
-    }
-    Ok(Assignments::find()
-        .filter(number_assignment::Column::Number.is_in(numbers))
-        .all(db)
-        .await?)
+    };
+    Ok(select.all(db).await?)
+}
+
+/// The statement [`assignments_of`] runs, for a transaction to send it ahead.
+pub fn assignments_of_statement(
+    backend: sea_orm::DbBackend,
+    numbers: impl IntoIterator<Item = String>,
+) -> Option<sea_orm::Statement> {
+    select_assignments(numbers).map(|select| sea_orm::QueryTrait::build(&select, backend))
+}
+
+fn select_assignments(
+    numbers: impl IntoIterator<Item = String>,
+) -> Option<sea_orm::Select<Assignments>> {
+    let numbers: Vec<String> = numbers.into_iter().collect();
+    (!numbers.is_empty())
+        .then(|| Assignments::find().filter(number_assignment::Column::Number.is_in(numbers)))
 }
 
 /// Gives `number` to `order` in one transaction, with its history row.
