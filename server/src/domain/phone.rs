@@ -4,6 +4,15 @@ use std::{fmt, str::FromStr};
 
 use phonenumber::{Mode, country};
 
+/// Inputs parsed lately, and what they gave; emptied when full.
+static PARSED: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, Result<PhoneNumber, PhoneError>>>,
+> = std::sync::OnceLock::new();
+const PARSED_MAX: usize = 4096;
+/// Longer inputs are parsed without the cache (a phone number is shorter;
+/// junk must not fill memory).
+const PARSED_KEY_MAX: usize = 32;
+
 /// A valid phone number, held in E.164 form (`+390212345678`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumber(String);
@@ -28,6 +37,27 @@ impl PhoneNumber {
         if trimmed.is_empty() {
             return Err(PhoneError::Empty);
         }
+        // The same few numbers come again and again (an agency's number on
+        // each of its calls, a caller on each message of a call), and
+        // libphonenumber's regexes cost microseconds each time.
+        if trimmed.len() > PARSED_KEY_MAX {
+            return Self::parse_uncached(trimmed);
+        }
+        let cache = PARSED.get_or_init(Default::default);
+        if let Some(known) = cache.lock().ok().and_then(|c| c.get(trimmed).cloned()) {
+            return known;
+        }
+        let parsed = Self::parse_uncached(trimmed);
+        if let Ok(mut cache) = cache.lock() {
+            if cache.len() >= PARSED_MAX {
+                cache.clear();
+            }
+            cache.insert(trimmed.to_owned(), parsed.clone());
+        }
+        parsed
+    }
+
+    fn parse_uncached(trimmed: &str) -> Result<Self, PhoneError> {
         // libphonenumber strips this prefix silently; we want callers to know.
         if trimmed.to_ascii_lowercase().starts_with("whatsapp:") {
             return Err(PhoneError::WhatsappPrefix);
@@ -118,6 +148,28 @@ impl AsRef<str> for PhoneNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parsing_again_gives_the_same_answer_from_the_cache_valid_or_not() {
+        for _ in 0..2 {
+            assert_eq!(
+                PhoneNumber::parse(" +39 333 765 4321 ").unwrap().as_str(),
+                "+393337654321"
+            );
+            assert_eq!(
+                PhoneNumber::parse("333 765 4321").unwrap().as_str(),
+                "+393337654321"
+            );
+            assert_eq!(PhoneNumber::parse("+39 02 12"), Err(PhoneError::Invalid));
+            assert_eq!(
+                PhoneNumber::parse("whatsapp:+393337654321"),
+                Err(PhoneError::WhatsappPrefix)
+            );
+        }
+        // Too long for the cache: parsed every time, refused alike.
+        let long = format!("+39 {}", "3".repeat(40));
+        assert!(PhoneNumber::parse(&long).is_err());
+    }
 
     #[test]
     fn italian_fixed_lines_keep_their_leading_zero() {
