@@ -287,3 +287,42 @@ async fn a_transaction_dropped_midway_leaves_no_open_transaction_behind() {
     assert_eq!(bodies(&store).await, vec![(2, "dopo".to_owned())]);
     db.drop_database().await;
 }
+
+#[tokio::test]
+async fn past_its_limit_a_session_drops_its_templates_and_prepares_them_again() {
+    let Some((db, store)) =
+        postgres_store("past_its_limit_a_session_drops_its_templates_and_prepares_them_again")
+            .await
+    else {
+        return;
+    };
+    let prepared = Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT count(*)::bigint AS n FROM pg_prepared_statements",
+    );
+    // Two templates at most: the third transaction starts from none.
+    let mut session = Session::with_prepared_max(&store, 2).expect("session");
+    let mut counts = Vec::new();
+    for round in 0..4 {
+        let txn = session.begin().await.expect("begin");
+        // A template of its own each round: SELECT $1 + <round>.
+        let own = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            format!("SELECT $1::int + {round} AS n"),
+            [round.into()],
+        );
+        let n = txn.query_all_raw(own).await.expect("own template")[0]
+            .try_get::<i32>("", "n")
+            .unwrap();
+        assert_eq!(n, 2 * round);
+        let rows = txn.query_all_raw(prepared.clone()).await.expect("count");
+        counts.push(rows[0].try_get::<i64>("", "n").unwrap());
+        txn.execute_raw(insert(round, "x")).await.expect("queued");
+        txn.commit().await.expect("commit");
+    }
+    // Round 0: its own, the count (2), then the insert (3 > 2): round 1
+    // starts over with its own and the count (2), and so on.
+    assert_eq!(counts, [2, 2, 2, 2]);
+    assert_eq!(bodies(&store).await.len(), 4);
+    db.drop_database().await;
+}

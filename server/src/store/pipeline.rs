@@ -45,6 +45,7 @@ pub struct Session {
     conn: Option<PoolConnection<Postgres>>,
     /// Template text -> prepared statement name, on `conn`.
     prepared: HashMap<String, String>,
+    prepared_max: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -60,11 +61,17 @@ impl Session {
     /// possible: not PostgreSQL, or a pool whose statements sqlx logs (it
     /// would log the values written into the text).
     pub fn new(store: &Store) -> Option<Self> {
+        Self::with_prepared_max(store, PREPARED_MAX)
+    }
+
+    /// As [`Session::new`], keeping at most `prepared_max` templates.
+    pub fn with_prepared_max(store: &Store, prepared_max: usize) -> Option<Self> {
         (store.conn().get_database_backend() == DbBackend::Postgres && !store.sqlx_logs).then(
             || Self {
                 store: store.clone(),
                 conn: None,
                 prepared: HashMap::new(),
+                prepared_max,
             },
         )
     }
@@ -82,7 +89,7 @@ impl Session {
             self.conn = Some(conn);
             self.prepared.clear();
         }
-        if self.prepared.len() > PREPARED_MAX {
+        if self.prepared.len() > self.prepared_max {
             // Sent with the transaction's first statement, before BEGIN.
             self.prepared.clear();
             let mut txn = Inner::new(self);
