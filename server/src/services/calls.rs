@@ -141,6 +141,17 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// ordinary way.
 const OWNERS_MOVED: &str = "OWNERS_MOVED";
 
+/// Why a pipelined batch did not commit.
+enum Pipelining {
+    /// The owners guessed were wrong: nothing written, try the ordinary way.
+    OwnersMoved,
+    /// A statement failed (or a value could not be written): nothing
+    /// committed, try the ordinary way, which isolates the bad report.
+    Refused(String),
+    /// The commit's answer was lost: the outcome is unknown.
+    CommitUnknown(crate::store::StoreError),
+}
+
 /// What recording one report gave: the call (and lead), and the outbox row
 /// it enqueued.
 type ReportOutcome = Result<(RecordedReport, Option<notification_entity::Model>), ServiceError>;
@@ -738,56 +749,27 @@ impl ReportCommitter {
             }
         };
         let reports: Vec<&CallReport> = batch.iter().map(|p| &p.report).collect();
-        let predicted = self.predict_owners(&reports).await;
-        let recorded = match self
-            .record_batch_in(&txn, &reports, predicted.as_deref())
-            .await
-        {
+        let recorded = match self.record_and_commit_pipelined(txn, &reports).await {
             Ok(recorded) => recorded,
-            Err(ServiceError::Aborted {
-                reason: OWNERS_MOVED,
-                ..
-            }) => {
-                txn.rollback().await;
+            Err(Pipelining::OwnersMoved) => {
                 debug!(
-                    reports = batch.len(),
+                    reports = size,
                     "a called number changed hands since the routing table was read; the reports go the ordinary way"
                 );
                 return Some(batch);
             }
-            Err(err) => {
-                txn.rollback().await;
-                warn!(error = %err, reports = batch.len(), "the pipelined batch failed; the reports go the ordinary way");
+            Err(Pipelining::Refused(err)) => {
+                warn!(error = %err, reports = size, "the pipelined batch failed; the reports go the ordinary way");
                 return Some(batch);
             }
-        };
-        let payloads = call_feed::encode(
-            &self.origin,
-            recorded
-                .iter()
-                .filter(|(recorded, _)| !recorded.replay)
-                .map(|(recorded, _)| (CallChangeKind::Reported, recorded.call.id.as_str())),
-        );
-        if let Err(err) = calls::notify(&txn, call_feed::CHANNEL, &payloads).await {
-            txn.rollback().await;
-            warn!(error = %err, "the pipelined batch failed; the reports go the ordinary way");
-            return Some(batch);
-        }
-        match txn.commit().await {
-            Ok(()) => {}
-            // PostgreSQL refused a statement: nothing was committed.
-            Err(err) if err.is_refused_statement() => {
-                warn!(error = %err, reports = batch.len(), "the pipelined batch failed; the reports go the ordinary way");
-                return Some(batch);
-            }
-            Err(err) => {
-                warn!(error = %err, reports = batch.len(), "the reports' transaction did not commit; each is answered with the failure");
+            Err(Pipelining::CommitUnknown(err)) => {
+                warn!(error = %err, reports = size, "the reports' transaction did not commit; each is answered with the failure");
                 for pending in batch {
                     pending.reply.send(Err(commit_failed(&err))).ok();
                 }
                 return None;
             }
-        }
+        };
         self.batches.pipelined.fetch_add(1, Ordering::Relaxed);
         let outcomes: Vec<_> = batch
             .into_iter()
@@ -801,6 +783,54 @@ impl ReportCommitter {
             "end-of-call reports committed together (pipelined)"
         );
         None
+    }
+
+    /// The pipelined transaction's statements and commit; rolled back on
+    /// any failure before the commit.
+    async fn record_and_commit_pipelined(
+        &self,
+        txn: crate::store::pipeline::Pipelined<'_>,
+        reports: &[&CallReport],
+    ) -> Result<Vec<(RecordedReport, Option<notification_entity::Model>)>, Pipelining> {
+        let predicted = self.predict_owners(reports).await;
+        let recorded = match self
+            .record_batch_in(&txn, reports, predicted.as_deref())
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                txn.rollback().await;
+                let moved = matches!(
+                    &err,
+                    ServiceError::Aborted {
+                        reason: OWNERS_MOVED,
+                        ..
+                    }
+                );
+                return Err(if moved {
+                    Pipelining::OwnersMoved
+                } else {
+                    Pipelining::Refused(err.to_string())
+                });
+            }
+        };
+        let payloads = call_feed::encode(
+            &self.origin,
+            recorded
+                .iter()
+                .filter(|(recorded, _)| !recorded.replay)
+                .map(|(recorded, _)| (CallChangeKind::Reported, recorded.call.id.as_str())),
+        );
+        if let Err(err) = calls::notify(&txn, call_feed::CHANNEL, &payloads).await {
+            txn.rollback().await;
+            return Err(Pipelining::Refused(err.to_string()));
+        }
+        match txn.commit().await {
+            Ok(()) => Ok(recorded),
+            // PostgreSQL refused a statement: nothing was committed.
+            Err(err) if err.is_refused_statement() => Err(Pipelining::Refused(err.to_string())),
+            Err(err) => Err(Pipelining::CommitUnknown(err)),
+        }
     }
 
     /// Tells `WatchCalls` of the new reports just committed.

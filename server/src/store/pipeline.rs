@@ -89,17 +89,15 @@ impl Session {
             self.conn = Some(conn);
             self.prepared.clear();
         }
-        if self.prepared.len() > self.prepared_max {
-            // Sent with the transaction's first statement, before BEGIN.
+        let deallocate = self.prepared.len() > self.prepared_max;
+        if deallocate {
             self.prepared.clear();
-            let mut txn = Inner::new(self);
-            txn.queue_sql("DEALLOCATE ALL");
-            txn.queue_sql("BEGIN");
-            return Ok(Pipelined {
-                inner: Mutex::new(txn),
-            });
         }
         let mut txn = Inner::new(self);
+        if deallocate {
+            // Sent with the transaction's first statement, before BEGIN.
+            txn.queue_sql("DEALLOCATE ALL");
+        }
         txn.queue_sql("BEGIN");
         Ok(Pipelined {
             inner: Mutex::new(txn),
@@ -116,7 +114,6 @@ struct Inner<'a> {
     session: &'a mut Session,
     /// Statements for the next round trip, each ending with `;`.
     queued: String,
-    queued_count: usize,
     /// Names prepared by the queued statements: known once they ran.
     preparing: Vec<(String, String)>,
     /// Per queued statement, in order: where its rows go.
@@ -208,7 +205,6 @@ impl<'a> Inner<'a> {
         Self {
             session,
             queued: String::new(),
-            queued_count: 0,
             preparing: Vec::new(),
             slots: Vec::new(),
             prefetched: Vec::new(),
@@ -221,7 +217,6 @@ impl<'a> Inner<'a> {
         self.log(sql);
         self.queued.push_str(sql);
         self.queued.push_str(";\n");
-        self.queued_count += 1;
         self.slots.push(Slot::Dropped);
     }
 
@@ -252,7 +247,6 @@ impl<'a> Inner<'a> {
                 // The template's text has no values: nothing to escape.
                 writeln!(self.queued, "PREPARE {name} AS {};", statement.sql)
                     .map_err(|err| DbErr::Custom(err.to_string()))?;
-                self.queued_count += 1;
                 self.slots.push(Slot::Dropped);
                 self.preparing.push((statement.sql.clone(), name.clone()));
                 name
@@ -271,7 +265,6 @@ impl<'a> Inner<'a> {
             self.queued.push(')');
         }
         self.queued.push_str(";\n");
-        self.queued_count += 1;
         self.slots.push(slot);
         Ok(())
     }
@@ -298,7 +291,6 @@ impl<'a> Inner<'a> {
         }
         let sql = std::mem::take(&mut self.queued);
         let slots = std::mem::take(&mut self.slots);
-        self.queued_count = 0;
         self.round_trip += 1;
         let Some(conn) = self.session.conn.as_mut() else {
             return Err(DbErr::Custom("the session has no connection".into()));
@@ -362,7 +354,6 @@ impl<'a> Inner<'a> {
 
     async fn abort(&mut self) {
         self.queued.clear();
-        self.queued_count = 0;
         // A PREPARE of the failed message may or may not have run: the
         // session cannot tell, so it starts over on a fresh connection.
         let unsure = !self.preparing.is_empty();
