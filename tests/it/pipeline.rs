@@ -28,7 +28,9 @@ async fn postgres_store(test: &str) -> Option<(TestDb, Store)> {
     let store = Store::connect(&db.url, 3).await.expect("store");
     store
         .conn()
-        .execute_unprepared("CREATE TABLE notes (id integer PRIMARY KEY, body text, extra jsonb)")
+        .execute_unprepared(
+            "CREATE TABLE notes (id integer PRIMARY KEY, body text, extra jsonb, at timestamptz)",
+        )
         .await
         .expect("scratch table");
     Some((db, store))
@@ -128,6 +130,49 @@ async fn text_written_as_literals_comes_back_exactly_as_given() {
         extra,
         serde_json::json!({"nome": "D'Angelo \"Nino\"", "note": "a\\b"})
     );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn times_written_as_literals_come_back_as_the_same_instant() {
+    use chrono::{DateTime, TimeZone, Utc};
+    let Some((db, store)) =
+        postgres_store("times_written_as_literals_come_back_as_the_same_instant").await
+    else {
+        return;
+    };
+    let times: [DateTime<Utc>; 4] = [
+        Utc.with_ymd_and_hms(2026, 11, 27, 14, 50, 7).unwrap()
+            + chrono::Duration::microseconds(123_456),
+        Utc.with_ymd_and_hms(2026, 3, 29, 1, 30, 0).unwrap(),
+        Utc.with_ymd_and_hms(1969, 12, 31, 23, 59, 59).unwrap() + chrono::Duration::microseconds(1),
+        Utc.with_ymd_and_hms(2099, 1, 1, 0, 0, 0).unwrap(),
+    ];
+    let mut session = Session::new(&store).expect("a session on PostgreSQL");
+    let txn = session.begin().await.expect("begin");
+    for (i, at) in times.iter().enumerate() {
+        txn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO notes (id, at) VALUES ($1, $2)",
+            [(i as i32).into(), (*at).into()],
+        ))
+        .await
+        .expect("queued");
+    }
+    txn.commit().await.expect("commit");
+
+    let stored: Vec<DateTime<Utc>> = store
+        .conn()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT at FROM notes ORDER BY id",
+        ))
+        .await
+        .expect("read notes")
+        .iter()
+        .map(|row| row.try_get::<DateTime<Utc>>("", "at").unwrap())
+        .collect();
+    assert_eq!(stored, times);
     db.drop_database().await;
 }
 

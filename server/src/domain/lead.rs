@@ -198,7 +198,7 @@ pub struct LeadInput<'a> {
 
 /// The lead in a call report; see the module documentation for the rules.
 pub fn extract(input: &LeadInput) -> LeadDraft {
-    let fields = Fields(input.structured.and_then(Value::as_object));
+    let fields = Fields::of(input.structured.and_then(Value::as_object));
     let user = input.transcript.map(user_lines).unwrap_or_default();
 
     let phone = fields
@@ -252,18 +252,27 @@ pub fn extract(input: &LeadInput) -> LeadDraft {
     }
 }
 
-/// The structured-data object, looked up by key aliases.
-struct Fields<'a>(Option<&'a Map<String, Value>>);
+/// The structured-data object, looked up by key aliases: each key in key
+/// form once (not once per alias tried), in the object's order.
+struct Fields<'a>(Vec<(String, &'a Value)>);
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    fn of(map: Option<&'a Map<String, Value>>) -> Self {
+        Fields(
+            map.into_iter()
+                .flatten()
+                .map(|(key, value)| (key_form(key), value))
+                .collect(),
+        )
+    }
+
     /// The first alias (in key form, see [`key_form`]) with a usable value.
-    fn value(&self, aliases: &[&str]) -> Option<&Value> {
-        let map = self.0?;
+    fn value(&self, aliases: &[&str]) -> Option<&'a Value> {
         aliases.iter().find_map(|alias| {
-            map.iter()
-                .filter(|(key, value)| key_form(key) == *alias && value_text(value).is_some())
-                .map(|(_, value)| value)
-                .next()
+            self.0
+                .iter()
+                .find(|(key, value)| key == alias && value_text(value).is_some())
+                .map(|(_, value)| *value)
         })
     }
 

@@ -11,7 +11,7 @@
 //! characters, so a text within the limit in code units is within it however
 //! Twilio counts (an emoji is one character but two code units).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::{Map, Value};
 
@@ -234,7 +234,16 @@ fn time_line(input: &SummaryInput) -> Option<String> {
 
 /// Agents are in Italy: the wall-clock time there, DST included.
 fn rome_time(at: DateTime<Utc>) -> String {
-    at.with_timezone(&Rome).format("%d/%m/%Y %H:%M").to_string()
+    // Written by hand: `format` parses its pattern on every call.
+    let at = at.with_timezone(&Rome);
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02}",
+        at.day(),
+        at.month(),
+        at.year(),
+        at.hour(),
+        at.minute()
+    )
 }
 
 /// "3 min 52 s", "45 s", "1 h 2 min 5 s"; `None` for a nonsensical value.

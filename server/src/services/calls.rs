@@ -160,7 +160,7 @@ type ReportOutcome = Result<(RecordedReport, Option<notification_entity::Model>)
 #[derive(Debug)]
 struct PendingReport {
     report: CallReport,
-    reply: oneshot::Sender<Result<RecordedReport, ServiceError>>,
+    reply: oneshot::Sender<ReportOutcome>,
 }
 
 impl CallsService {
@@ -360,7 +360,11 @@ impl CallsService {
             .send(PendingReport { report, reply })
             .await
             .map_err(|_| shutting_down())?;
-        answer.await.map_err(|_| shutting_down())?
+        let (recorded, notification) = answer.await.map_err(|_| shutting_down())??;
+        // Logged on the caller's task, not on the committer's thread: that
+        // thread is the one serial stage of ingest.
+        log_report(&recorded, notification.as_ref());
+        Ok(recorded)
     }
 
     pub async fn get_call(&self, id: &str) -> Result<call::Model, ServiceError> {
@@ -849,14 +853,14 @@ impl ReportCommitter {
     fn answer(&self, outcomes: Vec<(PendingReport, ReportOutcome)>) {
         let mut wake = false;
         for (pending, outcome) in outcomes {
-            if let Ok((recorded, notification)) = &outcome {
-                log_report(&pending.report, recorded, notification.as_ref());
+            if let Ok((_, notification)) = &outcome {
                 wake |= notification.is_some();
             }
-            pending
-                .reply
-                .send(outcome.map(|(recorded, _)| recorded))
-                .ok();
+            // The caller logs its report; if it has gone (the client hung
+            // up), the committed report is logged here.
+            if let Err(Ok((recorded, notification))) = pending.reply.send(outcome) {
+                log_report(&recorded, notification.as_ref());
+            }
         }
         if wake {
             self.notifications.wake();
@@ -1215,24 +1219,21 @@ fn draft_of(report: &CallReport, order: &Order) -> lead::LeadDraft {
     })
 }
 
-fn log_report(
-    report: &CallReport,
-    recorded: &RecordedReport,
-    notification: Option<&notification_entity::Model>,
-) {
+fn log_report(recorded: &RecordedReport, notification: Option<&notification_entity::Model>) {
+    let vapi_call_id = &recorded.call.vapi_call_id;
     if recorded.replay {
-        info!(vapi_call_id = %report.key.vapi_call_id, "end-of-call report replayed: nothing changed");
+        info!(%vapi_call_id, "end-of-call report replayed: nothing changed");
         return;
     }
     if recorded.call.order_id.is_none() {
         warn!(
-            vapi_call_id = %report.key.vapi_call_id,
+            %vapi_call_id,
             reason = recorded.call.orphan_reason.as_deref().unwrap_or("unknown"),
             "orphan call: no order owns it"
         );
     }
     info!(
-        vapi_call_id = %report.key.vapi_call_id,
+        %vapi_call_id,
         order_id = recorded.call.order_id.as_deref().unwrap_or("-"),
         notification_id = notification.map_or("-", |n| n.id.as_str()),
         notification_status = notification.map_or("-", |n| n.status.as_str()),
