@@ -7,6 +7,7 @@ use centralino_server::store::{
     Store,
     pipeline::{Prefetch, Session},
 };
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 
 use crate::helpers::TestDb;
@@ -29,7 +30,7 @@ async fn postgres_store(test: &str) -> Option<(TestDb, Store)> {
     store
         .conn()
         .execute_unprepared(
-            "CREATE TABLE notes (id integer PRIMARY KEY, body text, extra jsonb, at timestamptz)",
+            "CREATE TABLE notes (id integer PRIMARY KEY, body text, extra jsonb, at timestamptz, score double precision, flag boolean)",
         )
         .await
         .expect("scratch table");
@@ -135,7 +136,7 @@ async fn text_written_as_literals_comes_back_exactly_as_given() {
 
 #[tokio::test]
 async fn times_written_as_literals_come_back_as_the_same_instant() {
-    use chrono::{DateTime, TimeZone, Utc};
+    use chrono::TimeZone;
     let Some((db, store)) =
         postgres_store("times_written_as_literals_come_back_as_the_same_instant").await
     else {
@@ -369,5 +370,177 @@ async fn past_its_limit_a_session_drops_its_templates_and_prepares_them_again() 
     // starts over with its own and the count (2), and so on.
     assert_eq!(counts, [2, 2, 2, 2]);
     assert_eq!(bodies(&store).await.len(), 4);
+    db.drop_database().await;
+}
+
+/// A row of `notes`: id, body, at, score, flag.
+type Note<'a> = (
+    i32,
+    Option<&'a str>,
+    Option<DateTime<Utc>>,
+    Option<f64>,
+    Option<bool>,
+);
+
+/// `INSERT INTO notes (id, body, at, score, flag) VALUES (…), (…)` for
+/// `rows`, numbered as sea-query numbers them.
+fn insert_rows(rows: &[Note]) -> Statement {
+    let mut sql = "INSERT INTO notes (id, body, at, score, flag) VALUES ".to_owned();
+    let mut values: Vec<Value> = Vec::new();
+    for (i, (id, body, at, score, flag)) in rows.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let n = i * 5;
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5
+        ));
+        values.extend([
+            (*id).into(),
+            body.map(str::to_owned).into(),
+            (*at).into(),
+            (*score).into(),
+            (*flag).into(),
+        ]);
+    }
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// Templates taking arrays (`statement` holds the whole message a template
+/// was prepared in, so the parameter types tell them apart).
+async fn unnest_templates(txn: &impl ConnectionTrait) -> i64 {
+    txn.query_all_raw(Statement::from_string(
+        DbBackend::Postgres,
+        "SELECT count(*)::bigint AS n FROM pg_prepared_statements \
+         WHERE parameter_types::text LIKE '%[]%'",
+    ))
+    .await
+    .expect("count templates")[0]
+        .try_get::<i64>("", "n")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rows_of_a_multi_row_insert_travel_as_one_array_per_column_and_come_back_exactly() {
+    use chrono::TimeZone;
+    let Some((db, store)) = postgres_store(
+        "rows_of_a_multi_row_insert_travel_as_one_array_per_column_and_come_back_exactly",
+    )
+    .await
+    else {
+        return;
+    };
+    let at = Utc.with_ymd_and_hms(2026, 11, 27, 14, 50, 7).unwrap()
+        + chrono::Duration::microseconds(123_456);
+    let texts = [
+        "l'agenzia dell'Isola",
+        "C:\\percorso\\file",
+        "{graffe}, \"virgolette\", virgole",
+        "NULL",
+        "",
+        " spazi ",
+        "riga uno\nriga due\r\n\ttab",
+        "perché costa 250.000 € 🏠",
+    ];
+    let rows: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let i = i as i32;
+            (
+                i,
+                Some(*text),
+                (i % 2 == 0).then_some(at + chrono::Duration::seconds(i.into())),
+                [Some(0.1), Some(-1.5e300), None, Some(42.0)][i as usize % 4],
+                [Some(true), Some(false), None][i as usize % 3],
+            )
+        })
+        .chain([(100, None, None, None, None)])
+        .collect();
+
+    let mut session = Session::new(&store).expect("a session on PostgreSQL");
+    let txn = session.begin().await.expect("begin");
+    txn.execute_raw(insert_rows(&rows[..3]))
+        .await
+        .expect("queued");
+    txn.execute_raw(insert_rows(&rows[3..]))
+        .await
+        .expect("queued");
+    // Two batch sizes, one template.
+    assert_eq!(unnest_templates(&txn).await, 1);
+    txn.commit().await.expect("commit");
+
+    let stored: Vec<_> = store
+        .conn()
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT id, body, at, score, flag FROM notes ORDER BY id",
+        ))
+        .await
+        .expect("read notes")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<i32>("", "id").unwrap(),
+                row.try_get::<Option<String>>("", "body").unwrap(),
+                row.try_get::<Option<DateTime<Utc>>>("", "at").unwrap(),
+                row.try_get::<Option<f64>>("", "score").unwrap(),
+                row.try_get::<Option<bool>>("", "flag").unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<_> = rows
+        .iter()
+        .map(|(id, body, at, score, flag)| (*id, body.map(str::to_owned), *at, *score, *flag))
+        .collect();
+    assert_eq!(stored, want);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_multi_row_upsert_as_arrays_updates_the_conflicting_row_and_returns_both() {
+    let Some((db, store)) =
+        postgres_store("a_multi_row_upsert_as_arrays_updates_the_conflicting_row_and_returns_both")
+            .await
+    else {
+        return;
+    };
+    store
+        .conn()
+        .execute_raw(insert(1, "old"))
+        .await
+        .expect("first row");
+    let mut upsert = insert_rows(&[
+        (1, Some("new"), None, None, None),
+        (2, Some("b"), None, None, None),
+    ]);
+    upsert
+        .sql
+        .push_str(" ON CONFLICT (id) DO UPDATE SET body = excluded.body RETURNING id, body");
+
+    let mut session = Session::new(&store).expect("a session on PostgreSQL");
+    let txn = session.begin().await.expect("begin");
+    let returned: Vec<(i32, String)> = txn
+        .query_all_raw(upsert)
+        .await
+        .expect("upsert")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "id").unwrap(),
+                row.try_get("", "body").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(unnest_templates(&txn).await, 1);
+    txn.commit().await.expect("commit");
+
+    assert_eq!(returned, [(1, "new".to_owned()), (2, "b".to_owned())]);
+    assert_eq!(bodies(&store).await, returned);
     db.drop_database().await;
 }
