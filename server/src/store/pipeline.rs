@@ -258,24 +258,11 @@ impl<'a> Inner<'a> {
         };
         self.queued.push_str("EXECUTE ");
         self.queued.push_str(&name);
-        if let Some((_, arrays)) = &columnar {
-            self.queued.push('(');
-            for (i, array) in arrays.iter().enumerate() {
-                if i > 0 {
-                    self.queued.push_str(", ");
-                }
-                write_text(&mut self.queued, array)?;
+        match &columnar {
+            Some((_, arrays)) => {
+                write_arguments(&mut self.queued, arrays, |out, a| write_text(out, a))?
             }
-            self.queued.push(')');
-        } else if !values.is_empty() {
-            self.queued.push('(');
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    self.queued.push_str(", ");
-                }
-                write_literal(&mut self.queued, value)?;
-            }
-            self.queued.push(')');
+            None => write_arguments(&mut self.queued, values, write_literal)?,
         }
         self.queued.push_str(";\n");
         self.slots.push(slot);
@@ -388,6 +375,27 @@ impl<'a> Inner<'a> {
             self.open = false;
         }
     }
+}
+
+/// `(a, b, …)` of `EXECUTE`, each item written by `write`; nothing when
+/// there are none.
+fn write_arguments<T>(
+    out: &mut String,
+    items: &[T],
+    write: impl Fn(&mut String, &T) -> Result<(), DbErr>,
+) -> Result<(), DbErr> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    out.push('(');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        write(out, item)?;
+    }
+    out.push(')');
+    Ok(())
 }
 
 /// A value as a PostgreSQL literal. Text is written as an escape string in
