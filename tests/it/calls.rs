@@ -631,6 +631,19 @@ async fn bad_input_gets_its_documented_status_and_changes_nothing() {
             false,
         ),
         ("missing call id", missing_call_id.to_string(), 400, false),
+        (
+            "NUL in the call id",
+            report(
+                "bad\u{0}5",
+                FEDERICO_NUMBER,
+                "+393471112223",
+                &started,
+                json!({}),
+            )
+            .to_string(),
+            400,
+            false,
+        ),
         ("5 MB body", huge, 413, false),
         (
             "unknown type",
@@ -1198,5 +1211,65 @@ async fn reports_are_committed_in_pipelined_transactions_on_postgresql_and_state
     } else {
         assert_eq!(batches, (0, 3), "(pipelined, ordinary) batches on SQLite");
     }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn reports_carrying_nul_characters_are_stored_without_them_beside_the_rest_of_their_burst() {
+    // PostgreSQL text cannot hold NUL; an LLM's summary or a caller's name
+    // may. Such a report must not fail, nor fail the batch it lands in.
+    let app = spawn_with(TestDb::new().await, &[]).await;
+    let client = app.admin().await;
+    let (_, gianluca) = setup_agencies(&client).await;
+    let started = chrono::Utc::now().to_rfc3339();
+    let http = reqwest::Client::new();
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let customer = format!("+39347{:07}", 2_000_000 + i);
+        let mut body = report(
+            &format!("nul-{i:02}"),
+            GIANLUCA_NUMBER,
+            &customer,
+            &started,
+            json!({"nome": "Mario Rossi", "richiesta": "vendita"}),
+        );
+        if i % 8 == 3 {
+            let message = &mut body["message"];
+            message["analysis"]["summary"] = json!("Il cliente\u{0} vuole vendere.");
+            message["analysis"]["structuredData"]["nome"] = json!("Mario\u{0} Rossi");
+            message["artifact"]["transcript"] =
+                json!("AI: Buongiorno.\nUser: Vorrei\u{0} vendere.");
+            message["endedReason"] = json!("customer-ended-call\u{0}");
+        }
+        let http = http.clone();
+        let url = webhook(&app);
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .header("X-Vapi-Secret", SECRET)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let calls = all_calls(&client, &gianluca.id).await;
+    assert_eq!(calls.len(), 24);
+    let cleaned = calls
+        .iter()
+        .find(|c| c.vapi_call_id == "nul-03")
+        .expect("the report with NULs is stored");
+    assert_eq!(cleaned.summary, "Il cliente vuole vendere.");
+    assert_eq!(cleaned.transcript, "AI: Buongiorno.\nUser: Vorrei vendere.");
+    assert_eq!(cleaned.ended_reason, "customer-ended-call");
+    let leads = all_leads(&client, &gianluca.id).await;
+    assert_eq!(leads.len(), 24);
+    assert!(leads.iter().all(|l| l.name == "Mario Rossi"), "{leads:?}");
     app.finish().await;
 }

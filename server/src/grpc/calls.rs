@@ -45,6 +45,32 @@ fn opt(s: String) -> Option<String> {
     Some(s.trim().to_owned()).filter(|s| !s.is_empty())
 }
 
+/// Text from a call's messages, without NUL characters: PostgreSQL text
+/// cannot hold them, and a report must not be lost for one (an LLM's
+/// summary, a name the caller spelled).
+fn text(s: String) -> Option<String> {
+    if s.contains('\0') {
+        opt(s.replace('\0', ""))
+    } else {
+        opt(s)
+    }
+}
+
+/// `value` with NUL characters removed from its strings and keys.
+fn without_nul(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(s.replace('\0', "")),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(key, value)| (key.replace('\0', ""), without_nul(value)))
+                .collect(),
+        ),
+        other @ (Value::Null | Value::Bool(_) | Value::Number(_)) => other,
+    }
+}
+
 /// A called number as sent: invalid ones are treated as unknown.
 fn called(raw: &str) -> Option<PhoneNumber> {
     opt(raw.to_owned()).and_then(|r| PhoneNumber::parse(&r).ok())
@@ -57,6 +83,9 @@ fn require_call_id(v: &mut Violations, field: &str, id: &str) -> Option<String> 
         None
     } else if id.len() > 64 {
         v.push(field, "is longer than 64 characters");
+        None
+    } else if id.contains('\0') {
+        v.push(field, "contains a NUL character");
         None
     } else {
         Some(id.to_owned())
@@ -153,14 +182,14 @@ impl CallsRpc for CallsApi {
         let event = CallEvent {
             key: CallKey {
                 vapi_call_id: call_id,
-                phone_number_id: opt(r.phone_number_id),
+                phone_number_id: text(r.phone_number_id),
                 called_number: called(&r.called_number),
-                assistant_id: opt(r.assistant_id),
+                assistant_id: text(r.assistant_id),
                 caller: Caller::parse(&r.customer_number),
             },
             status,
             started_at: ts(r.start_time),
-            ended_reason: opt(r.ended_reason),
+            ended_reason: text(r.ended_reason),
         };
         let (stored, applied) = self.calls.record_event(event).await?;
         Ok(Response::new(pb::RecordCallEventResponse {
@@ -182,6 +211,10 @@ impl CallsRpc for CallsApi {
         let structured = match opt(r.structured_data_json) {
             None => Some(None),
             Some(json) => match serde_json::from_str::<serde_json::Value>(&json) {
+                // Only an escaped `\u0000` can put a NUL in a JSON string.
+                Ok(value) if value.is_object() && json.contains("\\u0000") => {
+                    Some(Some(without_nul(value)))
+                }
                 Ok(value) if value.is_object() => Some(Some(value)),
                 Ok(_) | Err(_) => {
                     v.push("report.structured_data_json", "is not a JSON object");
@@ -195,22 +228,22 @@ impl CallsRpc for CallsApi {
         let report = CallReport {
             key: CallKey {
                 vapi_call_id: call_id,
-                phone_number_id: opt(r.phone_number_id),
+                phone_number_id: text(r.phone_number_id),
                 called_number: called(&r.called_number),
-                assistant_id: opt(r.assistant_id),
+                assistant_id: text(r.assistant_id),
                 caller: Caller::parse(&r.customer_number),
             },
             started_at: ts(r.start_time),
             ended_at: ts(r.end_time),
             duration_seconds: Some(r.duration_seconds).filter(|d| *d > 0.0),
-            ended_reason: opt(r.ended_reason),
+            ended_reason: text(r.ended_reason),
             cost: Some(r.cost).filter(|c| *c > 0.0),
-            summary: opt(r.summary),
-            transcript: opt(r.transcript),
-            recording_url: opt(r.recording_url),
-            stereo_recording_url: opt(r.stereo_recording_url),
+            summary: text(r.summary),
+            transcript: text(r.transcript),
+            recording_url: text(r.recording_url),
+            stereo_recording_url: text(r.stereo_recording_url),
             structured_data: structured,
-            success_evaluation: opt(r.success_evaluation),
+            success_evaluation: text(r.success_evaluation),
         };
         let recorded = self.calls.record_report(report).await?;
         Ok(Response::new(pb::RecordCallReportResponse {
