@@ -1,13 +1,13 @@
 //! Calls through POST /webhooks/vapi: authentication, bad input, simultaneous
 //! calls to two agencies, leads, routing.
 
-use std::{collections::HashSet, sync::Arc, time::SystemTime};
+use std::{collections::HashSet, time::SystemTime};
 
 use centralino_sdk::{Client, proto};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, sample_order};
+use crate::helpers::{TestApp, TestDb, post_vapi_all, sample_order};
 
 const SECRET: &str = "vapi-webhook-secret-for-calls";
 const FEDERICO_NUMBER: &str = "+390211112222";
@@ -173,30 +173,7 @@ async fn simultaneous_calls_to_two_agencies_are_each_stored_once_under_the_right
         }
     }
     requests.shuffle(&mut rng);
-    let http = reqwest::Client::new();
-    let limit = Arc::new(tokio::sync::Semaphore::new(16));
-    let app_http = webhook(&app);
-    let mut tasks = Vec::new();
-    for body in requests {
-        let http = http.clone();
-        let url = app_http.clone();
-        let permit = limit.clone().acquire_owned().await.unwrap();
-        tasks.push(tokio::spawn(async move {
-            let status = http
-                .post(url)
-                .header("X-Vapi-Secret", SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            drop(permit);
-            status
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
+    post_vapi_all(&app, SECRET, requests, 16).await;
 
     let federico_calls = all_calls(&client, &federico.id).await;
     let gianluca_calls = all_calls(&client, &gianluca.id).await;
@@ -1222,8 +1199,7 @@ async fn reports_carrying_nul_characters_are_stored_without_them_beside_the_rest
     let client = app.admin().await;
     let (_, gianluca) = setup_agencies(&client).await;
     let started = chrono::Utc::now().to_rfc3339();
-    let http = reqwest::Client::new();
-    let mut tasks = Vec::new();
+    let mut bodies = Vec::new();
     for i in 0..24 {
         let customer = format!("+39347{:07}", 2_000_000 + i);
         let mut body = report(
@@ -1241,23 +1217,9 @@ async fn reports_carrying_nul_characters_are_stored_without_them_beside_the_rest
                 json!("AI: Buongiorno.\nUser: Vorrei\u{0} vendere.");
             message["endedReason"] = json!("customer-ended-call\u{0}");
         }
-        let http = http.clone();
-        let url = webhook(&app);
-        tasks.push(tokio::spawn(async move {
-            let response = http
-                .post(url)
-                .header("X-Vapi-Secret", SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.text().await.unwrap())
-        }));
+        bodies.push(body);
     }
-    for task in tasks {
-        let (status, body) = task.await.unwrap();
-        assert_eq!(status, 200, "{body}");
-    }
+    post_vapi_all(&app, SECRET, bodies, 24).await;
 
     let calls = all_calls(&client, &gianluca.id).await;
     assert_eq!(calls.len(), 24);

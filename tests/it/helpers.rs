@@ -279,3 +279,36 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Posts every body to `app`'s Vapi webhook with `secret`, `parallel` at a
+/// time; each must answer 200 (the answer's body is shown if not).
+pub async fn post_vapi_all(
+    app: &TestApp,
+    secret: &'static str,
+    bodies: Vec<serde_json::Value>,
+    parallel: usize,
+) {
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/webhooks/vapi", app.http_addr);
+    let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = Vec::new();
+    for body in bodies {
+        let (http, url) = (http.clone(), url.clone());
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(url)
+                .header("X-Vapi-Secret", secret)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            drop(permit);
+            (response.status().as_u16(), response.text().await.unwrap())
+        }));
+    }
+    for task in tasks {
+        let (status, answer) = task.await.unwrap();
+        assert_eq!(status, 200, "{answer}");
+    }
+}

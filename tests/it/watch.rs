@@ -14,7 +14,7 @@ use centralino_sdk::{
 use rand::{SeedableRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
-use crate::helpers::{INGEST_KEY, TestApp, TestDb, sample_order, violated_fields};
+use crate::helpers::{INGEST_KEY, TestApp, TestDb, post_vapi_all, sample_order, violated_fields};
 
 const SECRET: &str = "vapi-webhook-secret-for-watch";
 const A_NUMBER: &str = "+390211112222";
@@ -98,31 +98,8 @@ async fn watch(
         .map_err(|s| s.code())
 }
 
-/// Posts every body, `parallel` at a time; each must answer 200.
 async fn post_all(app: &TestApp, bodies: Vec<Value>, parallel: usize) {
-    let http = reqwest::Client::new();
-    let url = format!("http://{}/webhooks/vapi", app.http_addr);
-    let limit = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let mut tasks = Vec::new();
-    for body in bodies {
-        let (http, url) = (http.clone(), url.clone());
-        let permit = limit.clone().acquire_owned().await.unwrap();
-        tasks.push(tokio::spawn(async move {
-            let status = http
-                .post(url)
-                .header("X-Vapi-Secret", SECRET)
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            drop(permit);
-            status.as_u16()
-        }));
-    }
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 200);
-    }
+    post_vapi_all(app, SECRET, bodies, parallel).await;
 }
 
 /// Calls `n` of each order: status updates ringing, in-progress, ended and
