@@ -7,7 +7,7 @@ use centralino_sdk::{Client, proto};
 use rand::{Rng, SeedableRng, seq::SliceRandom};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, post_vapi_all, sample_order};
+use crate::helpers::{TestApp, TestDb, post_vapi_all, sample_order, violated_fields};
 
 const SECRET: &str = "vapi-webhook-secret-for-calls";
 const FEDERICO_NUMBER: &str = "+390211112222";
@@ -914,6 +914,21 @@ async fn calls_page_newest_first_with_filters_and_leads_follow_their_lifecycle()
         .await
         .unwrap_err();
     assert_eq!(err.code(), centralino_sdk::tonic::Code::InvalidArgument);
+    // NUL cannot be stored on PostgreSQL: refused on both backends alike.
+    let err = client
+        .calls()
+        .update_lead(update(
+            proto::LeadStatus::New,
+            "Richiamare\u{0} domani",
+            &["notes"],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), centralino_sdk::tonic::Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), ["lead.notes"]);
+    let unchanged = all_leads(&client, &federico.id).await;
+    let unchanged = unchanged.iter().find(|l| l.id == lead.id).unwrap();
+    assert_eq!(unchanged.notes, "Richiamato alle 10");
     app.finish().await;
 }
 

@@ -10,7 +10,7 @@ use centralino_server::store::{
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
 
-use crate::helpers::TestDb;
+use crate::helpers::{TestDb, reason};
 
 /// A store on a fresh PostgreSQL database with a scratch table, or `None`
 /// (and a line saying so) on SQLite.
@@ -542,5 +542,38 @@ async fn a_multi_row_upsert_as_arrays_updates_the_conflicting_row_and_returns_bo
 
     assert_eq!(returned, [(1, "new".to_owned()), (2, "b".to_owned())]);
     assert_eq!(bodies(&store).await, returned);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_nul_postgresql_refuses_is_the_callers_error_and_other_refusals_stay_internal() {
+    use centralino_sdk::tonic::{Code, Status};
+    use centralino_server::{services::ServiceError, store::StoreError};
+    let Some((db, store)) = postgres_store(
+        "a_nul_postgresql_refuses_is_the_callers_error_and_other_refusals_stay_internal",
+    )
+    .await
+    else {
+        return;
+    };
+    let nul = StoreError::from(
+        store
+            .conn()
+            .execute_raw(insert(1, "a\0b"))
+            .await
+            .unwrap_err(),
+    );
+    assert!(nul.is_unstorable_text(), "{nul}");
+    let status = Status::from(ServiceError::Store(nul));
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status).as_deref(), Some("TEXT_NOT_STORABLE"));
+
+    store.conn().execute_raw(insert(1, "a")).await.unwrap();
+    let duplicate = StoreError::from(store.conn().execute_raw(insert(1, "b")).await.unwrap_err());
+    assert!(!duplicate.is_unstorable_text(), "{duplicate}");
+    assert_eq!(
+        Status::from(ServiceError::Store(duplicate)).code(),
+        Code::Internal
+    );
     db.drop_database().await;
 }

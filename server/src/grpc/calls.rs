@@ -420,7 +420,13 @@ impl CallsRpc for CallsApi {
                         status = LeadStatus::from_db(s.as_str_name().trim_start_matches("LEAD_STATUS_"))
                     }
                 },
+                "notes" if lead.notes.contains('\0') => {
+                    v.push("lead.notes", "must not contain NUL characters")
+                }
                 "notes" => notes = Some(lead.notes.trim().to_owned()),
+                "assigned_agent" if lead.assigned_agent.contains('\0') => {
+                    v.push("lead.assigned_agent", "must not contain NUL characters")
+                }
                 "assigned_agent" => agent = Some(lead.assigned_agent.trim().to_owned()),
                 other => v.push(
                     format!("update_mask.paths[{i}]"),

@@ -3,7 +3,7 @@
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
-use tracing::error;
+use tracing::{error, warn};
 
 use crate::services::ServiceError;
 
@@ -57,6 +57,15 @@ impl From<ServiceError> for Status {
             }
             ServiceError::PermissionDenied { message } => {
                 with_reason(Code::PermissionDenied, message, "PERMISSION_DENIED")
+            }
+            ServiceError::Store(err) if err.is_unstorable_text() => {
+                warn!(error = %err, "input refused by the database: text with a NUL character");
+                with_reason(
+                    Code::InvalidArgument,
+                    "a text field holds a NUL character (\\u0000), which cannot be stored"
+                        .to_owned(),
+                    "TEXT_NOT_STORABLE",
+                )
             }
             ServiceError::Store(err) => {
                 // The cause is for the operator's log, not for the caller.

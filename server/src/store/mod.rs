@@ -46,6 +46,18 @@ impl StoreError {
             if matches!(**err, sea_orm::sqlx::Error::Database(_)))
     }
 
+    /// PostgreSQL refused a text value it cannot store: a NUL character
+    /// (SQLSTATE 22021). Bad input, not a fault of the service.
+    pub fn is_unstorable_text(&self) -> bool {
+        let StoreError::Db(DbErr::Query(runtime) | DbErr::Exec(runtime)) = self else {
+            return false;
+        };
+        let sea_orm::RuntimeErr::SqlxError(err) = runtime else {
+            return false;
+        };
+        matches!(&**err, sea_orm::sqlx::Error::Database(db) if db.code().as_deref() == Some("22021"))
+    }
+
     /// Connection-level trouble that a retry may cure (the database restarting,
     /// the pool exhausted), as opposed to a bug or bad data.
     pub fn is_transient(&self) -> bool {
