@@ -726,7 +726,7 @@ impl ReportCommitter {
     }
 
     /// PostgreSQL: the batch in one transaction whose writes travel with the
-    /// next read or the commit (six round trips for a batch of new reports
+    /// next read or the commit (three round trips for a batch of new reports
     /// instead of twelve; see `store::pipeline`). Gives the batch back, with
     /// nothing committed, when it cannot: repeats of one call, a statement
     /// that fails (the ordinary path then isolates the bad report), a value
