@@ -31,10 +31,13 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tonic::{
     Code, Request, Status,
+    body::Body,
+    codegen::http,
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
     transport::{Channel, Endpoint},
 };
+use tower::{BoxError, Service, ServiceExt, util::BoxCloneSyncService};
 
 /// The generated `centralino.v1` types: messages, enums and raw clients.
 pub use centralino_api::v1 as proto;
@@ -97,12 +100,28 @@ impl ClientBuilder {
         self
     }
 
-    /// A client over a channel the caller built (for example an in-process
-    /// one); the builder's endpoint and connect timeout are not used.
+    /// A client over a channel the caller built; the builder's endpoint and
+    /// connect timeout are not used.
     pub fn with_channel(self, channel: Channel) -> Result<Client, Error> {
+        self.with_service(channel)
+    }
+
+    /// A client over any service that answers gRPC's HTTP requests, such as
+    /// a server's own routes in the same process (no connection, no HTTP/2
+    /// framing); the builder's endpoint and connect timeout are not used.
+    pub fn with_service<S>(self, service: S) -> Result<Client, Error>
+    where
+        S: Service<http::Request<Body>, Response = http::Response<Body>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         let (_, auth) = self.endpoint_and_auth()?;
         Ok(Client {
-            channel,
+            channel: transport(service),
             auth,
             read_retries: self.read_retries,
         })
@@ -112,7 +131,7 @@ impl ClientBuilder {
     pub fn connect_lazy(self) -> Result<Client, Error> {
         let (endpoint, auth) = self.endpoint_and_auth()?;
         Ok(Client {
-            channel: endpoint.connect_lazy(),
+            channel: transport(endpoint.connect_lazy()),
             auth,
             read_retries: self.read_retries,
         })
@@ -149,17 +168,36 @@ impl ClientBuilder {
             source,
         })?;
         Ok(Client {
-            channel,
+            channel: transport(channel),
             auth,
             read_retries: self.read_retries,
         })
     }
 }
 
+/// How a [`Client`] reaches the server: a network [`Channel`], or a service
+/// in the same process ([`ClientBuilder::with_service`]). Its errors are
+/// already the statuses tonic would make of them (UNAVAILABLE for a refused
+/// connection, …).
+pub type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
+
+fn transport<S>(service: S) -> Transport
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(service.map_err(|err| Status::from_error(err.into())))
+}
+
 /// A connection to Centralino; cheap to clone, safe to share.
 #[derive(Debug, Clone)]
 pub struct Client {
-    channel: Channel,
+    channel: Transport,
     auth: Auth,
     read_retries: usize,
 }
@@ -239,8 +277,8 @@ impl Interceptor for Auth {
     }
 }
 
-/// A channel that attaches the key and deadline: what [`Orders::raw`] uses.
-pub type Authed = InterceptedService<Channel, Auth>;
+/// A transport that attaches the key and deadline: what [`Orders::raw`] uses.
+pub type Authed = InterceptedService<Transport, Auth>;
 
 /// Runs an idempotent call, retrying UNAVAILABLE with jittered backoff.
 async fn with_read_retries<T, F, Fut>(retries: usize, call: F) -> Result<T, Status>

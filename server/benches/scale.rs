@@ -198,7 +198,7 @@ async fn start(database_url: &str, dir: &Path, name: &str, log_sql: bool) -> Ser
         .stdout(std::fs::File::create(&log).expect("log file"))
         .stderr(Stdio::inherit());
     // BENCH_SHIM_TCP=1: the shim calls the gRPC listener over loopback TCP
-    // instead of the in-process pipe (to compare the two).
+    // instead of calling its routes in process (to compare the two).
     if std::env::var("BENCH_SHIM_TCP").is_ok_and(|v| v == "1") {
         command.env(
             "CENTRALINO_SHIM_GRPC_ENDPOINT",

@@ -225,18 +225,7 @@ impl Application {
             .await
             .map_err(|err| RunError::Http(std::io::Error::other(err)))?;
 
-        let (shim, twilio_shim, in_process) = shims(&config, &shim_key)?;
-        // The shim's own gRPC server stops only after the HTTP server has
-        // drained, so that webhooks in flight can still finish their RPCs.
-        let in_process_stop = CancellationToken::new();
-        let in_process_task = in_process.map(|incoming| {
-            let stop = in_process_stop.clone();
-            tokio::spawn(grpc::serve_in_process(
-                routes.clone(),
-                incoming,
-                async move { stop.cancelled().await },
-            ))
-        });
+        let (shim, twilio_shim) = shims(&config, &shim_key, &routes)?;
         let grpc_stop = shutdown.clone();
         let grpc_health = health.clone();
         let grpc_task = tokio::spawn(grpc::serve(routes, grpc_listener, async move {
@@ -298,14 +287,6 @@ impl Application {
         let drained = tokio::time::timeout(grace, async {
             let grpc = grpc_task.await;
             let http = http_task.await;
-            in_process_stop.cancel();
-            if let Some(task) = in_process_task {
-                match task.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(err)) => error!(error = %err, "in-process gRPC server failed"),
-                    Err(join) => error!(error = %join, "in-process gRPC server task failed"),
-                }
-            }
             reconciler.await.ok();
             dispatcher.await.ok();
             routing_watch.await.ok();
@@ -339,23 +320,17 @@ impl Application {
     }
 }
 
-/// Connections the Vapi shim spreads its RPCs over.
+/// Connections the Vapi shim spreads its RPCs over when it calls the gRPC
+/// listener over the network.
 const SHIM_CONNECTIONS: usize = 4;
 
 /// The webhook shims: their authentication and their gRPC client (to
-/// CENTRALINO_SHIM_GRPC_ENDPOINT, else to this process in memory, whose
-/// connections are returned to be served).
+/// CENTRALINO_SHIM_GRPC_ENDPOINT, else to this process's `routes`).
 fn shims(
     config: &Config,
     key: &str,
-) -> Result<
-    (
-        webhook::vapi::Shim,
-        webhook::twilio::TwilioShim,
-        Option<grpc::in_process::Incoming>,
-    ),
-    RunError,
-> {
+    routes: &tonic::service::Routes,
+) -> Result<(webhook::vapi::Shim, webhook::twilio::TwilioShim), RunError> {
     let w = &config.webhooks;
     let auth = match &config.providers.vapi_webhook_secret {
         Some(secret) => Some(
@@ -390,24 +365,18 @@ fn shims(
     // Several connections: one HTTP/2 connection's task serialised every
     // webhook's RPC (assistant requests at 16 in flight swung between
     // ~16,000 and ~27,000/s from run to run).
-    let (clients, in_process) = match &w.shim_grpc_endpoint {
-        Some(_) => (
-            (0..SHIM_CONNECTIONS)
-                .map(|_| builder.clone().connect_lazy().map_err(client_failed))
-                .collect::<Result<Vec<_>, _>>()?,
-            None,
-        ),
-        None => {
-            let (channels, incoming) =
-                grpc::in_process::channels(SHIM_CONNECTIONS, centralino_sdk::DEFAULT_TIMEOUT);
-            (
-                channels
-                    .into_iter()
-                    .map(|channel| builder.clone().with_channel(channel).map_err(client_failed))
-                    .collect::<Result<Vec<_>, _>>()?,
-                Some(incoming),
-            )
-        }
+    let clients = match &w.shim_grpc_endpoint {
+        Some(_) => (0..SHIM_CONNECTIONS)
+            .map(|_| builder.clone().connect_lazy().map_err(client_failed))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![
+            builder
+                .with_service(grpc::in_process::transport(
+                    routes.clone(),
+                    centralino_sdk::DEFAULT_TIMEOUT,
+                ))
+                .map_err(client_failed)?,
+        ],
     };
     let client = clients[0].clone();
     let p = &config.providers;
@@ -430,7 +399,6 @@ fn shims(
             max_body: w.webhook_max_body_bytes,
         },
         twilio_shim,
-        in_process,
     ))
 }
 

@@ -44,8 +44,10 @@ pub const SERVICES: [&str; 4] = [
     NOTIFICATIONS_SERVICE,
 ];
 
-/// Builds every gRPC service; returns the router and the health reporter that
-/// start-up and shutdown flip.
+/// Builds every gRPC service, each call in its own span ending with one
+/// outcome line; returns the router and the health reporter that start-up
+/// and shutdown flip. The same routes serve the TCP listener and, in this
+/// process, the webhook shim ([`in_process::transport`]).
 pub async fn routes(
     orders: OrdersService,
     numbers: NumbersService,
@@ -92,52 +94,6 @@ pub async fn routes(
             notifications::NotificationsApi::new(notifications),
             authenticate,
         ));
-    Ok((builder.routes(), health))
-}
-
-/// Serves `routes` on `listener` until `shutdown` completes, with one span
-/// and one outcome line per RPC.
-pub async fn serve(
-    routes: Routes,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    // Without TCP_NODELAY, responses larger than a segment wait ~40 ms for
-    // the peer's delayed ACK (Nagle): a list page took 44 ms.
-    serve_incoming(
-        routes,
-        TcpIncoming::from(listener).with_nodelay(Some(true)),
-        shutdown,
-    )
-    .await
-}
-
-/// Serves `routes` to this process's own clients (the webhook shim) over
-/// in-memory pipes, with the same span and log line per RPC.
-pub async fn serve_in_process(
-    routes: Routes,
-    incoming: in_process::Incoming,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error> {
-    serve_incoming(routes, incoming, shutdown).await
-}
-
-async fn serve_incoming<I, IO, IE>(
-    routes: Routes,
-    incoming: I,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), tonic::transport::Error>
-where
-    I: tokio_stream::Stream<Item = Result<IO, IE>> + Send,
-    IO: tokio::io::AsyncRead
-        + tokio::io::AsyncWrite
-        + tonic::transport::server::Connected
-        + Unpin
-        + Send
-        + 'static,
-    IO::ConnectInfo: Clone + Send + Sync + 'static,
-    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
     let trace = TraceLayer::new_for_grpc()
         .make_span_with(|request: &axum::http::Request<_>| telemetry::rpc_span(request))
         .on_request(())
@@ -145,10 +101,24 @@ where
         .on_body_chunk(())
         .on_eos(on_eos)
         .on_failure(());
+    let routes = Routes::from(builder.routes().into_axum_router().layer(trace)).prepare();
+    Ok((routes, health))
+}
+
+/// Serves `routes` on `listener` until `shutdown` completes.
+pub async fn serve(
+    routes: Routes,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    // Without TCP_NODELAY, responses larger than a segment wait ~40 ms for
+    // the peer's delayed ACK (Nagle): a list page took 44 ms.
     Server::builder()
-        .layer(trace)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, shutdown)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
 }
 
