@@ -103,25 +103,16 @@ impl ClientBuilder {
     /// A client over a channel the caller built; the builder's endpoint and
     /// connect timeout are not used.
     pub fn with_channel(self, channel: Channel) -> Result<Client, Error> {
-        self.with_service(channel)
+        self.with_transport(transport(channel))
     }
 
-    /// A client over any service that answers gRPC's HTTP requests, such as
-    /// a server's own routes in the same process (no connection, no HTTP/2
+    /// A client over any [`Transport`], such as a server's own routes in the
+    /// same process made one with [`transport`] (no connection, no HTTP/2
     /// framing); the builder's endpoint and connect timeout are not used.
-    pub fn with_service<S>(self, service: S) -> Result<Client, Error>
-    where
-        S: Service<http::Request<Body>, Response = http::Response<Body>>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Error: Into<BoxError>,
-        S::Future: Send + 'static,
-    {
+    pub fn with_transport(self, transport: Transport) -> Result<Client, Error> {
         let (_, auth) = self.endpoint_and_auth()?;
         Ok(Client {
-            channel: transport(service),
+            channel: transport,
             auth,
             read_retries: self.read_retries,
         })
@@ -176,12 +167,13 @@ impl ClientBuilder {
 }
 
 /// How a [`Client`] reaches the server: a network [`Channel`], or a service
-/// in the same process ([`ClientBuilder::with_service`]). Its errors are
+/// in the same process ([`ClientBuilder::with_transport`]). Its errors are
 /// already the statuses tonic would make of them (UNAVAILABLE for a refused
 /// connection, …).
 pub type Transport = BoxCloneSyncService<http::Request<Body>, http::Response<Body>, Status>;
 
-fn transport<S>(service: S) -> Transport
+/// Any service that answers gRPC's HTTP requests, as a [`Transport`].
+pub fn transport<S>(service: S) -> Transport
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>>
         + Clone

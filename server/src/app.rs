@@ -371,7 +371,7 @@ fn shims(
             .collect::<Result<Vec<_>, _>>()?,
         None => vec![
             builder
-                .with_service(grpc::in_process::transport(
+                .with_transport(grpc::in_process::transport(
                     routes.clone(),
                     centralino_sdk::DEFAULT_TIMEOUT,
                 ))

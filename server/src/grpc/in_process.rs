@@ -6,25 +6,15 @@
 
 use std::time::Duration;
 
+use centralino_sdk::Transport;
 use tonic::{Status, body::Body, codegen::http, service::Routes};
 use tower::ServiceExt;
 
 /// `routes` as the SDK's transport. A call still in flight after `deadline`
 /// ends with DEADLINE_EXCEEDED and its handler is dropped, as the TCP
 /// server does with the SDK's `grpc-timeout`.
-pub fn transport(
-    routes: Routes,
-    deadline: Duration,
-) -> impl tower::Service<
-    http::Request<Body>,
-    Response = http::Response<Body>,
-    Error = std::convert::Infallible,
-    Future = impl Future<Output = Result<http::Response<Body>, std::convert::Infallible>> + Send,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
-    tower::service_fn(move |request: http::Request<Body>| {
+pub fn transport(routes: Routes, deadline: Duration) -> Transport {
+    centralino_sdk::transport(tower::service_fn(move |request: http::Request<Body>| {
         let call = routes.clone().oneshot(request);
         async move {
             match tokio::time::timeout(deadline, call).await {
@@ -34,7 +24,7 @@ pub fn transport(
                 ),
             }
         }
-    })
+    }))
 }
 
 #[cfg(test)]
