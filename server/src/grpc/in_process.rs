@@ -2,7 +2,8 @@
 //! client over the server's routes called directly. Still real gRPC (the
 //! SDK, protobuf both ways, authentication, the per-RPC span and log line),
 //! without a connection: an in-memory HTTP/2 pipe cost the shim's requests
-//! two framings, three task hand-offs and a third of the server's CPU.
+//! two framings and three task hand-offs, about half the server's CPU per
+//! assistant request (docs/PERFORMANCE.md, sixth session).
 
 use std::time::Duration;
 
