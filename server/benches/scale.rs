@@ -26,6 +26,7 @@
 //! BENCH_LIST_CALLS (default 1000000; 0 skips the ListCalls rows),
 //! BENCH_KEEP_DB=1 (keep the PostgreSQL database, for EXPLAIN),
 //! BENCH_SHIM_TCP=1 (the shim's gRPC calls over loopback TCP, not in memory),
+//! BENCH_SERVER_BIN (another build of `centralino` to run, for A/B runs),
 //! BENCH_ROWS (default `report:1,report:16,report:64,assistant:1,assistant:16,list:1,list:16`;
 //! e.g. `report:64` alone, to profile the server: its pid is printed).
 
@@ -184,7 +185,10 @@ async fn start(database_url: &str, dir: &Path, name: &str, log_sql: bool) -> Ser
     let grpc = free_port();
     let http = free_port();
     let log = dir.join(format!("{name}.log"));
-    let mut command = Command::new(env!("CARGO_BIN_EXE_centralino"));
+    // BENCH_SERVER_BIN: another build of the binary (an A/B on one bench).
+    let binary = std::env::var("BENCH_SERVER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_centralino").to_owned());
+    let mut command = Command::new(binary);
     command
         .args(["serve"])
         .env("DATABASE_URL", database_url)
