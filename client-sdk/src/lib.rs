@@ -112,7 +112,7 @@ impl ClientBuilder {
     pub fn with_transport(self, transport: Transport) -> Result<Client, Error> {
         let (_, auth) = self.endpoint_and_auth()?;
         Ok(Client {
-            channel: transport,
+            transport,
             auth,
             read_retries: self.read_retries,
         })
@@ -122,7 +122,7 @@ impl ClientBuilder {
     pub fn connect_lazy(self) -> Result<Client, Error> {
         let (endpoint, auth) = self.endpoint_and_auth()?;
         Ok(Client {
-            channel: transport(endpoint.connect_lazy()),
+            transport: transport(endpoint.connect_lazy()),
             auth,
             read_retries: self.read_retries,
         })
@@ -159,7 +159,7 @@ impl ClientBuilder {
             source,
         })?;
         Ok(Client {
-            channel: transport(channel),
+            transport: transport(channel),
             auth,
             read_retries: self.read_retries,
         })
@@ -189,7 +189,7 @@ where
 /// A connection to Centralino; cheap to clone, safe to share.
 #[derive(Debug, Clone)]
 pub struct Client {
-    channel: Transport,
+    transport: Transport,
     auth: Auth,
     read_retries: usize,
 }
@@ -216,7 +216,7 @@ impl Client {
     /// `centralino.v1.OrdersService`.
     pub fn orders(&self) -> Orders {
         Orders {
-            inner: OrdersServiceClient::with_interceptor(self.channel.clone(), self.auth.clone()),
+            inner: OrdersServiceClient::with_interceptor(self.transport.clone(), self.auth.clone()),
             read_retries: self.read_retries,
         }
     }
@@ -226,7 +226,7 @@ impl Client {
     /// `centralino.v1.CallsService` (the generated client, key and deadline attached).
     pub fn calls(&self) -> proto::calls_service_client::CallsServiceClient<Authed> {
         proto::calls_service_client::CallsServiceClient::with_interceptor(
-            self.channel.clone(),
+            self.transport.clone(),
             self.auth.clone(),
         )
     }
@@ -236,7 +236,7 @@ impl Client {
         &self,
     ) -> proto::notifications_service_client::NotificationsServiceClient<Authed> {
         proto::notifications_service_client::NotificationsServiceClient::with_interceptor(
-            self.channel.clone(),
+            self.transport.clone(),
             self.auth.clone(),
         )
     }
@@ -244,7 +244,7 @@ impl Client {
     pub fn numbers(&self) -> Numbers {
         Numbers {
             inner: NumberProvisioningServiceClient::with_interceptor(
-                self.channel.clone(),
+                self.transport.clone(),
                 self.auth.clone(),
             ),
             read_retries: self.read_retries,
