@@ -1190,6 +1190,35 @@ async fn reports_are_committed_in_pipelined_transactions_on_postgresql_and_state
     let leads = all_leads(&client, &federico.id).await;
     assert_eq!(leads.len(), 3, "one lead per caller");
     assert!(leads.iter().all(|l| l.name == "Anna Neri"));
+
+    // The first caller calls again: on PostgreSQL the lead is found by the
+    // read sent behind the calls upsert, under the caller's lock.
+    let again = report(
+        "pipelined-again",
+        FEDERICO_NUMBER,
+        "+393471000000",
+        &started,
+        json!({"nome": "Anna Neri", "richiesta": "vendita"}),
+    );
+    assert_eq!(post(&http, &app, &again).await.0, 200);
+    let leads = all_leads(&client, &federico.id).await;
+    assert_eq!(leads.len(), 3, "the caller who called again keeps one lead");
+    let counts: Vec<(String, i32)> = {
+        let mut counts: Vec<_> = leads
+            .iter()
+            .map(|l| (l.phone.clone(), l.calls_count))
+            .collect();
+        counts.sort();
+        counts
+    };
+    assert_eq!(
+        counts,
+        [
+            ("+393471000000".to_owned(), 2),
+            ("+393471000001".to_owned(), 1),
+            ("+393471000002".to_owned(), 1)
+        ]
+    );
     let batches = (
         app.report_batches.pipelined(),
         app.report_batches.ordinary(),
@@ -1197,11 +1226,11 @@ async fn reports_are_committed_in_pipelined_transactions_on_postgresql_and_state
     if app.db.url.starts_with("postgres") {
         assert_eq!(
             batches,
-            (3, 0),
+            (4, 0),
             "(pipelined, ordinary) batches on PostgreSQL"
         );
     } else {
-        assert_eq!(batches, (0, 3), "(pipelined, ordinary) batches on SQLite");
+        assert_eq!(batches, (0, 4), "(pipelined, ordinary) batches on SQLite");
     }
     app.finish().await;
 }

@@ -8,7 +8,7 @@ use centralino_server::store::{
     pipeline::{Prefetch, Session},
 };
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait, Value};
 
 use crate::helpers::{TestDb, reason};
 
@@ -261,6 +261,70 @@ async fn prefetched_reads_travel_together_and_each_gets_its_own_rows() {
     assert_eq!(body(&two), ["due"]);
     assert_eq!(body(&three), ["tre"]);
     assert_eq!(body(&again), ["uno"]);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn statements_sent_behind_a_query_run_after_it_in_its_round_trip() {
+    let Some((db, store)) =
+        postgres_store("statements_sent_behind_a_query_run_after_it_in_its_round_trip").await
+    else {
+        return;
+    };
+    let mut session = Session::new(&store).expect("session");
+    let txn = session.begin().await.expect("begin");
+    txn.execute_raw(insert(1, "uno")).await.expect("queued");
+    // Behind the next query: a write (it must see the query's effect) and
+    // a read of what that write did.
+    let sent = txn
+        .send_behind_next_query(
+            Some("UPDATE notes SET body = body || ' e due' WHERE id = 2".into()),
+            Some(body_of(2)),
+        )
+        .await
+        .expect("behind");
+    assert!(sent, "a pipelined transaction sends them");
+    let returned = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO notes (id, body) VALUES ($1, $2) RETURNING body",
+            [2.into(), "due".into()],
+        ))
+        .await
+        .expect("query");
+    let behind = txn.query_all_raw(body_of(2)).await.expect("read behind");
+    assert_eq!(
+        txn.round_trips().await,
+        1,
+        "the query and what goes behind it in one round trip"
+    );
+    txn.commit().await.expect("commit");
+
+    let body = |rows: &[sea_orm::QueryResult]| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "body").unwrap())
+            .collect()
+    };
+    assert_eq!(body(&returned), ["due"], "the query's own rows only");
+    assert_eq!(body(&behind), ["due e due"], "ran after the query");
+    assert_eq!(
+        bodies(&store).await,
+        [(1, "uno".to_owned()), (2, "due e due".to_owned())]
+    );
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn an_ordinary_transaction_sends_nothing_behind_and_says_so() {
+    let db = TestDb::new().await;
+    let store = Store::connect(&db.url, 2).await.expect("store");
+    let txn = store.conn().begin().await.expect("begin");
+    let sent = txn
+        .send_behind_next_query(Some("SELECT 1".into()), None)
+        .await
+        .expect("behind");
+    assert!(!sent, "the caller must run them itself");
+    txn.rollback().await.expect("rollback");
     db.drop_database().await;
 }
 

@@ -201,11 +201,7 @@ pub fn extract(input: &LeadInput) -> LeadDraft {
     let fields = Fields::of(input.structured.and_then(Value::as_object));
     let user = input.transcript.map(user_lines).unwrap_or_default();
 
-    let phone = fields
-        .text(&["phone", "telefono", "numero", "phonenumber", "cellulare"])
-        .and_then(|p| PhoneNumber::parse(&p).ok())
-        .or_else(|| user.iter().find_map(|line| find_phone(line)))
-        .or_else(|| input.caller.cloned());
+    let phone = phone_in(&fields, &user, input.caller);
 
     let intent = fields
         .text(&["intent", "richiesta", "intento", "tiporichiesta"])
@@ -250,6 +246,26 @@ pub fn extract(input: &LeadInput) -> LeadDraft {
         urgency: fields.text(&["urgency", "urgenza"]),
         recommendation: fields.text(&["recommendation", "raccomandazione", "consiglio"]),
     }
+}
+
+/// The lead's phone alone, as [`extract`] finds it (the order's zones play
+/// no part): known before the order is read.
+pub fn caller_phone(input: &LeadInput) -> Option<PhoneNumber> {
+    let fields = Fields::of(input.structured.and_then(Value::as_object));
+    let user = input.transcript.map(user_lines).unwrap_or_default();
+    phone_in(&fields, &user, input.caller)
+}
+
+fn phone_in(
+    fields: &Fields<'_>,
+    user: &[&str],
+    caller: Option<&PhoneNumber>,
+) -> Option<PhoneNumber> {
+    fields
+        .text(&["phone", "telefono", "numero", "phonenumber", "cellulare"])
+        .and_then(|p| PhoneNumber::parse(&p).ok())
+        .or_else(|| user.iter().find_map(|line| find_phone(line)))
+        .or_else(|| caller.cloned())
 }
 
 /// The structured-data object, looked up by key aliases: each key in key

@@ -726,7 +726,7 @@ impl ReportCommitter {
     }
 
     /// PostgreSQL: the batch in one transaction whose writes travel with the
-    /// next read or the commit (three round trips for a batch of new reports
+    /// next read or the commit (two round trips for a batch of new reports
     /// instead of twelve; see `store::pipeline`). Gives the batch back, with
     /// nothing committed, when it cannot: repeats of one call, a statement
     /// that fails (the ordinary path then isolates the bad report), a value
@@ -753,8 +753,8 @@ impl ReportCommitter {
             }
         };
         let reports: Vec<&CallReport> = batch.iter().map(|p| &p.report).collect();
-        let recorded = match self.record_and_commit_pipelined(txn, &reports).await {
-            Ok(recorded) => recorded,
+        let (recorded, round_trips) = match self.record_and_commit_pipelined(txn, &reports).await {
+            Ok(done) => done,
             Err(Pipelining::OwnersMoved) => {
                 debug!(
                     reports = size,
@@ -784,18 +784,25 @@ impl ReportCommitter {
         debug!(
             reports = size,
             micros = started.elapsed().as_micros() as u64,
+            round_trips,
             "end-of-call reports committed together (pipelined)"
         );
         None
     }
 
-    /// The pipelined transaction's statements and commit; rolled back on
-    /// any failure before the commit.
+    /// The pipelined transaction's statements and commit (with the round
+    /// trips it took); rolled back on any failure before the commit.
     async fn record_and_commit_pipelined(
         &self,
         txn: crate::store::pipeline::Pipelined<'_>,
         reports: &[&CallReport],
-    ) -> Result<Vec<(RecordedReport, Option<notification_entity::Model>)>, Pipelining> {
+    ) -> Result<
+        (
+            Vec<(RecordedReport, Option<notification_entity::Model>)>,
+            u32,
+        ),
+        Pipelining,
+    > {
         let predicted = self.predict_owners(reports).await;
         let recorded = match self
             .record_batch_in(&txn, reports, predicted.as_deref())
@@ -829,8 +836,10 @@ impl ReportCommitter {
             txn.rollback().await;
             return Err(Pipelining::Refused(err.to_string()));
         }
+        // The commit's own round trip counted.
+        let round_trips = txn.round_trips().await + 1;
         match txn.commit().await {
-            Ok(()) => Ok(recorded),
+            Ok(()) => Ok((recorded, round_trips)),
             // PostgreSQL refused a statement: nothing was committed.
             Err(err) if err.is_refused_statement() => Err(Pipelining::Refused(err.to_string())),
             Err(err) => Err(Pipelining::CommitUnknown(err)),
@@ -969,6 +978,26 @@ impl ReportCommitter {
             .collect(),
         )
         .await?;
+        // Pipelined: the callers' lock and their recent leads go right
+        // behind the upsert, in its round trip (one round trip fewer), for
+        // the callers the predicted owners give. Below, the lock is taken
+        // again if the stored owners name other callers, and the leads are
+        // read again unless the same read was sent.
+        let locked_early = match predicted {
+            Some(predicted) => {
+                let (pairs, since) = caller_pairs(reports, predicted.iter().map(|o| o.order), at);
+                let lock = calls::lock_callers_sql(pairs.iter().map(|(o, p)| (*o, p.as_str())));
+                let read = since.and_then(|since| {
+                    calls::recent_leads_statement(backend, &pairs, since - window)
+                });
+                txn.send_behind_next_query(lock.clone(), read)
+                    .await
+                    .map_err(|err| ServiceError::from(crate::store::StoreError::from(err)))?
+                    .then_some(lock)
+                    .flatten()
+            }
+            None => None,
+        };
         let rows: Vec<_> = reports.iter().copied().zip(owners.iter()).collect();
         let mut fresh: HashMap<String, call::Model> = calls::upsert_reports(txn, &rows, now)
             .await?
@@ -1010,11 +1039,14 @@ impl ReportCommitter {
             })
             .collect();
         // Held to commit: no other batch plans these callers' leads meanwhile.
-        calls::lock_callers_for_leads(
-            txn,
-            pairs.iter().map(|(order, phone)| (*order, phone.as_str())),
-        )
-        .await?;
+        // Taken again only when the early lock named other callers (a call
+        // row stored with another order than the routing table's): its keys
+        // then come in two goes, and a deadlock with another batch, which
+        // PostgreSQL breaks by refusing one, sends this batch the ordinary way.
+        let callers = || pairs.iter().map(|(order, phone)| (*order, phone.as_str()));
+        if locked_early.is_none() || locked_early != calls::lock_callers_sql(callers()) {
+            calls::lock_callers_for_leads(txn, callers()).await?;
+        }
         let since = drafts.iter().map(|(i, _, _)| at(reports[*i])).min();
         // Newest first; also the batch's memory, so that a caller's second
         // report in this batch finds the lead its first one made.
@@ -1206,6 +1238,37 @@ async fn replay_of(
         replay: true,
         lead,
     })
+}
+
+/// The (order, lead phone) pairs of the reports that have an order, as
+/// [`ReportCommitter::record_batch_in`] plans their leads, and the earliest
+/// of those reports' times.
+fn caller_pairs(
+    reports: &[&CallReport],
+    orders: impl IntoIterator<Item = Option<OrderId>>,
+    at: impl Fn(&CallReport) -> chrono::DateTime<chrono::Utc>,
+) -> (
+    Vec<(OrderId, String)>,
+    Option<chrono::DateTime<chrono::Utc>>,
+) {
+    let mut pairs = Vec::new();
+    let mut since = None;
+    for (report, order) in reports.iter().zip(orders) {
+        let Some(order) = order else { continue };
+        let time = at(report);
+        since = Some(since.map_or(time, |since: chrono::DateTime<chrono::Utc>| since.min(time)));
+        let phone = lead::caller_phone(&LeadInput {
+            structured: report.structured_data.as_ref(),
+            summary: report.summary.as_deref(),
+            transcript: report.transcript.as_deref(),
+            caller: report.key.caller.number(),
+            zones: &[],
+        });
+        if let Some(phone) = phone {
+            pairs.push((order, phone.as_str().to_owned()));
+        }
+    }
+    (pairs, since)
 }
 
 /// What the report says about its caller, for `order`'s lead.

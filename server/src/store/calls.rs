@@ -442,8 +442,27 @@ pub async fn recent_leads(
     pairs: &[(OrderId, String)],
     since: DateTime<Utc>,
 ) -> Result<Vec<lead::Model>, StoreError> {
+    match select_recent_leads(pairs, since) {
+        Some(select) => Ok(select.all(db).await?),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The statement [`recent_leads`] runs, to send ahead (`None`: no pairs).
+pub fn recent_leads_statement(
+    backend: sea_orm::DbBackend,
+    pairs: &[(OrderId, String)],
+    since: DateTime<Utc>,
+) -> Option<sea_orm::Statement> {
+    select_recent_leads(pairs, since).map(|select| select.build(backend))
+}
+
+fn select_recent_leads(
+    pairs: &[(OrderId, String)],
+    since: DateTime<Utc>,
+) -> Option<sea_orm::Select<Leads>> {
     if pairs.is_empty() {
-        return Ok(Vec::new());
+        return None;
     }
     let mut pairs: Vec<(String, &str)> = pairs
         .iter()
@@ -462,12 +481,12 @@ pub async fn recent_leads(
                 .add(lead::Column::Phone.eq(phone)),
         );
     }
-    Ok(Leads::find()
-        .filter(wanted)
-        .filter(lead::Column::LastCallAt.gte(since))
-        .order_by_desc(lead::Column::LastCallAt)
-        .all(db)
-        .await?)
+    Some(
+        Leads::find()
+            .filter(wanted)
+            .filter(lead::Column::LastCallAt.gte(since))
+            .order_by_desc(lead::Column::LastCallAt),
+    )
 }
 
 /// On PostgreSQL, takes a transaction-scoped advisory lock per caller of an
@@ -483,6 +502,17 @@ pub async fn lock_callers_for_leads<'a>(
     if db.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Ok(());
     }
+    if let Some(sql) = lock_callers_sql(callers) {
+        db.execute_unprepared(&sql).await?;
+    }
+    Ok(())
+}
+
+/// The PostgreSQL statement [`lock_callers_for_leads`] runs (`None`: no
+/// callers), to send ahead.
+pub fn lock_callers_sql<'a>(
+    callers: impl IntoIterator<Item = (OrderId, &'a str)>,
+) -> Option<String> {
     // The target list is evaluated left to right, so the locks are taken in
     // ascending order.
     let mut keys: Vec<i64> = callers
@@ -490,7 +520,7 @@ pub async fn lock_callers_for_leads<'a>(
         .map(|(order, phone)| caller_lock_key(order, phone))
         .collect();
     if keys.is_empty() {
-        return Ok(());
+        return None;
     }
     keys.sort_unstable();
     keys.dedup();
@@ -498,9 +528,7 @@ pub async fn lock_callers_for_leads<'a>(
         .iter()
         .map(|key| format!("pg_advisory_xact_lock({key})"))
         .collect();
-    db.execute_unprepared(&format!("SELECT {}", locks.join(", ")))
-        .await?;
-    Ok(())
+    Some(format!("SELECT {}", locks.join(", ")))
 }
 
 /// The advisory-lock key of an order's caller: the first 64 bits of

@@ -120,6 +120,9 @@ struct Inner<'a> {
     slots: Vec<Slot>,
     /// Reads queued ahead ([`Prefetch::prefetch`]) and, once sent, their rows.
     prefetched: Vec<Prefetched>,
+    /// To queue right behind the next statement whose rows are asked for
+    /// ([`Prefetch::send_behind_next_query`]).
+    behind: Vec<Behind>,
     /// Between `BEGIN` (queued) and `COMMIT`/`ROLLBACK` (answered).
     open: bool,
     round_trip: u32,
@@ -190,6 +193,12 @@ struct Prefetched {
     taken: bool,
 }
 
+/// A statement waiting to go behind the next query.
+enum Behind {
+    Sql(String),
+    Read(Statement),
+}
+
 /// Where a queued statement's rows go.
 #[derive(Clone, Copy, PartialEq)]
 enum Slot {
@@ -208,6 +217,7 @@ impl<'a> Inner<'a> {
             preparing: Vec::new(),
             slots: Vec::new(),
             prefetched: Vec::new(),
+            behind: Vec::new(),
             open: true,
             round_trip: 0,
         }
@@ -218,6 +228,25 @@ impl<'a> Inner<'a> {
         self.queued.push_str(sql);
         self.queued.push_str(";\n");
         self.slots.push(Slot::Dropped);
+    }
+
+    /// Queues a read asked for later (once, however often it is hinted).
+    fn queue_prefetch(&mut self, statement: Statement) -> Result<(), DbErr> {
+        if self
+            .prefetched
+            .iter()
+            .any(|p| !p.taken && p.statement == statement)
+        {
+            return Ok(());
+        }
+        let slot = Slot::Prefetch(self.prefetched.len());
+        self.queue(&statement, slot)?;
+        self.prefetched.push(Prefetched {
+            statement,
+            rows: None,
+            taken: false,
+        });
+        Ok(())
     }
 
     /// Queues `EXECUTE` of the statement's template (prepared first if this
@@ -288,6 +317,12 @@ impl<'a> Inner<'a> {
     ) -> Result<Vec<QueryResult>, DbErr> {
         if let Some(statement) = last {
             self.queue(statement, Slot::Returned)?;
+            for behind in std::mem::take(&mut self.behind) {
+                match behind {
+                    Behind::Sql(sql) => self.queue_sql(&sql),
+                    Behind::Read(read) => self.queue_prefetch(read)?,
+                }
+            }
         }
         let sql = std::mem::take(&mut self.queued);
         let slots = std::mem::take(&mut self.slots);
@@ -648,6 +683,20 @@ pub trait Prefetch: ConnectionTrait {
     async fn prefetch(&self, _statement: Statement) -> Result<(), DbErr> {
         Ok(())
     }
+
+    /// A hint: `sql` (whose answer is not read) and then `read` (a read
+    /// asked for later) may run right behind the next statement whose rows
+    /// are asked for, in its round trip, so that they keep their place
+    /// after it (a lock taken after that statement's). `true` if they
+    /// will; `false` on an ordinary transaction, where the caller runs
+    /// them in turn itself.
+    async fn send_behind_next_query(
+        &self,
+        _sql: Option<String>,
+        _read: Option<Statement>,
+    ) -> Result<bool, DbErr> {
+        Ok(false)
+    }
 }
 
 impl Prefetch for sea_orm::DatabaseTransaction {}
@@ -655,22 +704,18 @@ impl Prefetch for sea_orm::DatabaseTransaction {}
 #[async_trait::async_trait]
 impl Prefetch for Pipelined<'_> {
     async fn prefetch(&self, statement: Statement) -> Result<(), DbErr> {
+        self.inner.lock().await.queue_prefetch(statement)
+    }
+
+    async fn send_behind_next_query(
+        &self,
+        sql: Option<String>,
+        read: Option<Statement>,
+    ) -> Result<bool, DbErr> {
         let mut inner = self.inner.lock().await;
-        if inner
-            .prefetched
-            .iter()
-            .any(|p| !p.taken && p.statement == statement)
-        {
-            return Ok(());
-        }
-        let slot = Slot::Prefetch(inner.prefetched.len());
-        inner.queue(&statement, slot)?;
-        inner.prefetched.push(Prefetched {
-            statement,
-            rows: None,
-            taken: false,
-        });
-        Ok(())
+        inner.behind.extend(sql.map(Behind::Sql));
+        inner.behind.extend(read.map(Behind::Read));
+        Ok(true)
     }
 }
 
