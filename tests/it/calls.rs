@@ -1219,6 +1219,17 @@ async fn reports_are_committed_in_pipelined_transactions_on_postgresql_and_state
             ("+393471000002".to_owned(), 1)
         ]
     );
+    // Each call points at its caller's lead: the new callers' calls were
+    // inserted with their lead's id, the repeat call linked to the old one.
+    let calls = all_calls(&client, &federico.id).await;
+    assert_eq!(calls.len(), 4);
+    for call in &calls {
+        let lead = leads
+            .iter()
+            .find(|l| l.id == call.lead_id)
+            .unwrap_or_else(|| panic!("{} has no lead: {call:?}", call.vapi_call_id));
+        assert_eq!(lead.phone, call.caller_number, "{}", call.vapi_call_id);
+    }
     let batches = (
         app.report_batches.pipelined(),
         app.report_batches.ordinary(),

@@ -1074,7 +1074,13 @@ impl ReportCommitter {
                     })
                     .max_by_key(|l| l.last_call_at)
             });
-            let (lead, new) = calls::plan_lead(existing, *order, draft, &call.id, call_at, now);
+            // The id the call row was inserted with, unless a lead has it.
+            let new_id = call
+                .lead_id
+                .as_deref()
+                .filter(|id| !known.iter().any(|l| l.id == *id));
+            let (lead, new) =
+                calls::plan_lead(existing, *order, draft, &call.id, call_at, now, new_id);
             if new {
                 created.insert(lead.id.clone());
             }
@@ -1092,13 +1098,16 @@ impl ReportCommitter {
         for lead in &updates {
             calls::update_lead_from_call(txn, lead).await?;
         }
-        let links: Vec<(String, String)> = lead_of
+        // Only the calls not already stored with their lead's id: a caller
+        // who called before, a call known before its report, a lead that
+        // could not be planned. For new callers nothing is written again.
+        let links: Vec<(String, Option<String>)> = reports
             .iter()
-            .map(|(i, lead)| {
-                (
-                    fresh[&reports[*i].key.vapi_call_id].id.clone(),
-                    lead.id.clone(),
-                )
+            .enumerate()
+            .filter_map(|(i, report)| {
+                let call = fresh.get(&report.key.vapi_call_id)?;
+                let lead = lead_of.get(&i).map(|lead| lead.id.clone());
+                (call.lead_id != lead).then(|| (call.id.clone(), lead))
             })
             .collect();
         calls::set_call_leads(txn, &links).await?;
@@ -1120,12 +1129,13 @@ impl ReportCommitter {
                 continue;
             };
             let lead = lead_of.remove(&i);
+            // As stored once the links above are written.
+            call.lead_id = lead.as_ref().map(|lead| lead.id.clone());
             let order = CallsService::order_of(&call).and_then(|id| orders.get(&id));
             // Exactly one WhatsApp per new report of a known order, committed
             // with it: nothing for replays or orphans.
             let notification = match (&lead, order) {
                 (Some(lead), Some(order)) => {
-                    call.lead_id = Some(lead.id.clone());
                     let row =
                         self.notifications
                             .plan_call(order, senders.get(&order.id), &call, lead);

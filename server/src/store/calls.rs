@@ -313,7 +313,7 @@ pub async fn upsert_lead(
         }
         None => None,
     };
-    let (lead, new) = plan_lead(existing.as_ref(), order, draft, call_id, call_at, now);
+    let (lead, new) = plan_lead(existing.as_ref(), order, draft, call_id, call_at, now, None);
     if new {
         insert_leads(db, vec![lead.clone()]).await?;
     } else {
@@ -323,7 +323,8 @@ pub async fn upsert_lead(
 }
 
 /// The lead after this call: `existing` (the caller's lead within the window)
-/// with newer information filled in, or a new lead. Returns whether it is new.
+/// with newer information filled in, or a new lead, with `new_id` if given
+/// (the id its call row was inserted with). Returns whether it is new.
 pub fn plan_lead(
     existing: Option<&lead::Model>,
     order: OrderId,
@@ -331,6 +332,7 @@ pub fn plan_lead(
     call_id: &str,
     call_at: DateTime<Utc>,
     now: DateTime<Utc>,
+    new_id: Option<&str>,
 ) -> (lead::Model, bool) {
     let phone = draft.phone.as_ref().map(|p| p.as_str().to_owned());
     let intent = draft.intent.map(|i| i.as_str().to_owned());
@@ -359,7 +361,7 @@ pub fn plan_lead(
         }
         None => (
             lead::Model {
-                id: uuid::Uuid::now_v7().to_string(),
+                id: new_id.map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned),
                 order_id: order.to_string(),
                 status: LeadStatus::New.as_str().to_owned(),
                 name: draft.name.clone(),
@@ -640,6 +642,12 @@ fn wanted_numbers<'a>(numbers: impl IntoIterator<Item = &'a PhoneNumber>) -> Vec
 /// a report gets it, a call that has one (a replay) is left alone and not
 /// returned. The owner of a known call stays the one its first message
 /// decided. Vapi call ids must be distinct within `reports`.
+///
+/// A new call of an order is inserted already linked to a lead id of its
+/// own (`lead_id`, no lead row yet): the id its lead gets if the report
+/// starts one, the common case, so that the call row is written once. A
+/// known call keeps its link (none, before its report); whoever plans the
+/// leads links the others ([`set_call_leads`]).
 pub async fn upsert_reports(
     db: &impl ConnectionTrait,
     reports: &[(&CallReport, &Owner)],
@@ -678,7 +686,7 @@ pub async fn upsert_reports(
             .map(serde_json::Value::to_string)),
         success_evaluation: Set(report.success_evaluation.clone()),
         report_received_at: Set(Some(now)),
-        lead_id: Set(None),
+        lead_id: Set(owner.order.map(|_| uuid::Uuid::now_v7().to_string())),
         created_at: Set(now),
         updated_at: Set(now),
     });
@@ -719,19 +727,19 @@ pub async fn upsert_reports(
 /// Links calls to their leads in one statement.
 pub async fn set_call_leads(
     db: &impl ConnectionTrait,
-    links: &[(String, String)],
+    links: &[(String, Option<String>)],
 ) -> Result<(), StoreError> {
     let Some(((first_call, first_lead), rest)) = links.split_first() else {
         return Ok(());
     };
     let mut case = Expr::case(
         Expr::col(call::Column::Id).eq(first_call.as_str()),
-        first_lead.as_str(),
+        first_lead.clone(),
     );
     for (call_id, lead_id) in rest {
         case = case.case(
             Expr::col(call::Column::Id).eq(call_id.as_str()),
-            lead_id.as_str(),
+            lead_id.clone(),
         );
     }
     Calls::update_many()
