@@ -53,6 +53,13 @@ fn body_of(id: i32) -> Statement {
     )
 }
 
+/// The `body` column of rows read back.
+fn body(rows: &[sea_orm::QueryResult]) -> Vec<String> {
+    rows.iter()
+        .map(|r| r.try_get::<String>("", "body").unwrap())
+        .collect()
+}
+
 async fn bodies(store: &Store) -> Vec<(i32, String)> {
     store
         .conn()
@@ -252,11 +259,6 @@ async fn prefetched_reads_travel_together_and_each_gets_its_own_rows() {
     assert_eq!(txn.round_trips().await, 2);
     txn.commit().await.expect("commit");
 
-    let body = |rows: &[sea_orm::QueryResult]| -> Vec<String> {
-        rows.iter()
-            .map(|r| r.try_get::<String>("", "body").unwrap())
-            .collect()
-    };
     assert_eq!(body(&one), ["uno"]);
     assert_eq!(body(&two), ["due"]);
     assert_eq!(body(&three), ["tre"]);
@@ -300,11 +302,6 @@ async fn statements_sent_behind_a_query_run_after_it_in_its_round_trip() {
     );
     txn.commit().await.expect("commit");
 
-    let body = |rows: &[sea_orm::QueryResult]| -> Vec<String> {
-        rows.iter()
-            .map(|r| r.try_get::<String>("", "body").unwrap())
-            .collect()
-    };
     assert_eq!(body(&returned), ["due"], "the query's own rows only");
     assert_eq!(body(&behind), ["due e due"], "ran after the query");
     assert_eq!(
